@@ -1,0 +1,1 @@
+//! STUB: PTY chat sessions (the chat helper replaces this).
