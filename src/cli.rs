@@ -1,0 +1,134 @@
+//! The command line (SPEC §4): clap derive, with every `serve` flag also read
+//! from a `DASHGATE_*` variable and, for drop-in use in existing hermes
+//! deployments, from the `HERMES_DASHBOARD_*` aliases. A flag beats a variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A web dashboard server for terminal agents, guarded by one policy.
+#[derive(Debug, Parser)]
+#[command(name = "dashgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `dashgate` alone means `dashgate serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard (the default).
+    Serve(ServeArgs),
+    /// Check, explain or describe policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print an argon2id hash of a password read from stdin.
+    HashPassword,
+    /// Print a new random token and its `sha256` line for the policy file.
+    Token,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "DASHGATE_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to bind (0 picks a free one).
+    #[arg(long, env = "DASHGATE_PORT")]
+    pub port: Option<u16>,
+    /// Policy file (default: the `secure` preset).
+    #[arg(long, env = "DASHGATE_POLICY", conflicts_with = "insecure")]
+    pub policy: Option<PathBuf>,
+    /// Use the `insecure` preset: everything allowed, Host/Origin still checked.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Folder of the web UI.
+    #[arg(long, env = "DASHGATE_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// The chat command, as shell words (default: hermes, $SHELL, /bin/sh).
+    #[arg(long, env = "DASHGATE_CHAT_COMMAND")]
+    pub chat_command: Option<String>,
+    /// Working directory of chat sessions.
+    #[arg(long, env = "DASHGATE_CHAT_CWD")]
+    pub chat_cwd: Option<PathBuf>,
+    /// Most chat sessions running at once.
+    #[arg(long, env = "DASHGATE_MAX_SESSIONS", default_value_t = 16)]
+    pub max_sessions: usize,
+    /// Seconds a chat session lives without a viewer.
+    #[arg(long, env = "DASHGATE_IDLE_TIMEOUT", default_value_t = 1800)]
+    pub idle_timeout: u64,
+    /// Most open connections (HTTP and WebSocket) at once.
+    #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Log format.
+    #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate files; exit 0, or 2 with file:line:col.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show how a request would be decided, rule by rule.
+    Explain(ExplainArgs),
+    /// Print the JSON Schema of the policy file.
+    Schema,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The policy file, or a preset name.
+    pub file: PathBuf,
+    /// The client as seen after proxies.
+    #[arg(long, conflicts_with = "peer", required_unless_present = "peer")]
+    pub from: Option<IpAddr>,
+    /// The TCP peer; with --header, lets the proxy rules find the client.
+    #[arg(long)]
+    pub peer: Option<IpAddr>,
+    /// A request header `K: V` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Decide a WebSocket upgrade.
+    #[arg(long)]
+    pub ws: bool,
+    /// The Host header.
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// A bearer token to present.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse the process arguments and run; returns the exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        None => crate::serve::main(cli.serve),
+        Some(Command::Serve(args)) => crate::serve::main(args),
+        Some(Command::Policy(cmd)) => crate::policy_cmd::main(cmd),
+        Some(Command::HashPassword) => crate::policy_cmd::hash_password(),
+        Some(Command::Token) => crate::policy_cmd::token(),
+    }
+}
