@@ -19,6 +19,7 @@ use crate::policy::{
     CompiledPolicy, Credential, Facts, ForwardHeaders, Principal, Reason, Transport,
 };
 use crate::reject::Denied;
+use crate::sessions;
 use crate::state::{with_state, AppState};
 
 /// The TCP peer of a connection, put into each request by `server::run`.
@@ -35,6 +36,8 @@ pub enum Presented {
     Token(String),
     /// A user named by a trusted proxy's forward-auth header.
     Forwarded(String),
+    /// The `dashgate_session` cookie of a signed-in browser.
+    Cookie(String),
 }
 
 impl std::fmt::Debug for Presented {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for Presented {
             Presented::None => f.write_str("None"),
             Presented::Token(_) => f.write_str("Token(<redacted>)"),
             Presented::Forwarded(u) => write!(f, "Forwarded({u:?})"),
+            Presented::Cookie(_) => f.write_str("Cookie(<redacted>)"),
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct Access {
     pub presented: Presented,
     /// The raw query string (may carry a token: never log it).
     pub query: String,
+    /// A browser opened a page with a valid `?token=`: the route is replaced
+    /// by a redirect that sets the session cookie and drops the token.
+    pub token_visit: bool,
 }
 
 /// The `authorize()` filter: yields [`Access`] or rejects with [`Denied`].
@@ -137,7 +144,8 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 /// The credential a request presents, strongest first: a bearer header,
-/// then `?token=`, then a trusted proxy's forward-auth user.
+/// then `?token=`, then the session cookie, then a trusted proxy's
+/// forward-auth user.
 fn presented(
     headers: &HeaderMap,
     query: &str,
@@ -157,6 +165,11 @@ fn presented(
     }
     if let Some(t) = query_param(query, "token") {
         return Presented::Token(t);
+    }
+    for line in headers.get_all("cookie") {
+        if let Some(id) = line.to_str().ok().and_then(sessions::from_cookie_header) {
+            return Presented::Cookie(id.to_string());
+        }
     }
     if peer_trusted {
         if let Some(h) = policy.forward_auth_header() {
@@ -178,6 +191,12 @@ pub fn resolve(state: &AppState, policy: &CompiledPolicy, p: &Presented) -> Cred
         Presented::Forwarded(name) => {
             Credential::Valid(Principal::Forwarded { name: name.clone() })
         }
+        // An unknown or expired cookie is no credential (a stale browser is
+        // sent to sign in, not counted as an attack: ids are 256-bit random).
+        Presented::Cookie(id) => state
+            .sessions
+            .get(id)
+            .map_or(Credential::None, Credential::Valid),
         Presented::Token(t) => {
             if policy.startup_token_enabled()
                 && state
@@ -267,6 +286,10 @@ fn check(
     let decision = policy.decide(&facts);
     match decision.verdict {
         Ok(principal) => Ok(Access {
+            token_visit: matches!(facts.credential, Credential::Valid(_))
+                && matches!(presented, Presented::Token(_))
+                && query_param(&query, "token").is_some()
+                && wants_html(headers, method, transport),
             principal,
             rule: decision.rule,
             facts,

@@ -24,6 +24,7 @@ pub mod reload;
 pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod sessions;
 mod signals;
 pub mod state;
 pub mod util;

@@ -36,6 +36,7 @@ pub async fn run(
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -70,6 +71,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    housekeeping.abort();
     tracing::info!("shutting down");
     state
         .conns
@@ -80,4 +82,19 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = tokio::time::timeout_at(deadline, graceful.shutdown()).await;
+}
+
+/// How often expired sign-in sessions are swept and their sockets closed.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Periodic upkeep: expire sign-in sessions and close their WebSockets (4401).
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.sessions.sweep() > 0 || !state.conns.is_empty() {
+            crate::routes::auth::expire_sockets(&state);
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::conns::Conns;
 use crate::events::Hub;
 use crate::limiter::FailureLimiter;
 use crate::policy::CompiledPolicy;
+use crate::sessions::Sessions;
 
 /// Where the policy in force came from, so a reload knows what to read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub struct State {
     pub hub: Arc<Hub>,
     pub conns: Arc<Conns>,
     pub limiter: FailureLimiter,
+    /// Sign-in sessions behind the cookie.
+    pub sessions: Sessions,
     pub started: Instant,
     // TODO(chat): the chat session registry goes here.
 }
@@ -86,6 +89,7 @@ impl State {
         let hub = Hub::new();
         Arc::new(Self {
             limiter: FailureLimiter::new(config.auth_window),
+            sessions: Sessions::default(),
             conns: Conns::new(config.max_sockets, hub.clone()),
             hub,
             config,

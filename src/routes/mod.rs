@@ -25,6 +25,7 @@ use crate::reject::handle_rejection;
 use crate::state::AppState;
 
 pub mod api;
+pub mod auth;
 pub mod events;
 pub mod web;
 
@@ -58,7 +59,10 @@ impl Endpoint {
         }))
     }
 
-    async fn run(self, access: Access) -> Response {
+    async fn run(self, state: &AppState, access: Access) -> Response {
+        if access.token_visit {
+            return auth::token_visit(state, &access);
+        }
         (self.0)(access).await
     }
 }
@@ -80,6 +84,8 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/api/policy", Kind::Http),
     ("GET", "/api/events", Kind::Ws),
     ("GET", "/api/pub", Kind::Ws),
+    ("POST", "/api/login", Kind::Http),
+    ("POST", "/api/logout", Kind::Http),
     ("GET", "/api/nonexistent", Kind::Http),
     ("GET", "/", Kind::Http),
     ("GET", "/login", Kind::Http),
@@ -89,6 +95,8 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
 /// The tree of routes, not yet gated. Private: only [`routes`] may use it.
 fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
     api::routes(state.clone())
+        .or(auth::routes(state.clone()))
+        .unify()
         .or(events::routes(state.clone()))
         .unify()
         // TODO(chat): chat routes join here, before the /api 404.
@@ -101,8 +109,12 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
 /// The whole application: the gate, then the tree, then the one rejection
 /// handler. `server::run` serves exactly this.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let st = state.clone();
     authorize(state.clone())
         .and(tree(state))
-        .then(|access: Access, ep: Endpoint| ep.run(access))
+        .then(move |access: Access, ep: Endpoint| {
+            let st = st.clone();
+            async move { ep.run(&st, access).await }
+        })
         .recover(handle_rejection)
 }

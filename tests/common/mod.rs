@@ -146,7 +146,10 @@ impl Launch {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(st)) = child.try_wait() {
-                        panic!("dashgate exited early with {st}: {}", output.lock().unwrap());
+                        panic!(
+                            "dashgate exited early with {st}: {}",
+                            output.lock().unwrap()
+                        );
                     }
                 }
                 Err(_) => break,
@@ -248,7 +251,9 @@ pub async fn ws_connect_from(
 }
 
 pub async fn ws_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, (u16, String)> {
-    ws_connect_from("127.0.0.1", url, headers).await.map(|(w, _)| w)
+    ws_connect_from("127.0.0.1", url, headers)
+        .await
+        .map(|(w, _)| w)
 }
 
 /// The status of a WebSocket handshake (101 when it opened).
@@ -304,3 +309,39 @@ pub async fn send_text(ws: &mut Ws, s: &str) {
 
 /// The reporter's handshake headers (curl without Origin).
 pub const UPGRADE_HEADERS: &[(&str, &str)] = &[];
+
+/// Send `raw` (a whole HTTP/1.1 request) over a fresh TCP connection and
+/// return the status code and the body. For requests a URL library would
+/// normalise (`/api/../x`, `//x`), which are exactly the ones to test.
+pub fn raw_request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// `GET path` with `Connection: close`, raw.
+pub fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    raw_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Write `text` to a fresh policy file in a temp dir kept alive by the caller.
+pub fn policy_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
