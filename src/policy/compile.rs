@@ -122,12 +122,20 @@ fn error_at(source: &str, (line, col): (usize, usize), message: String) -> Polic
     }
 }
 
-/// serde_yaml appends " at line L column C"; the position goes up front.
+/// serde_yaml writes " at line L column C" into its messages (once or, for
+/// libyaml's errors, twice); the position goes up front instead.
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let after = after.trim_start_matches(|c: char| c.is_ascii_digit());
+        let after = after.strip_prefix(" column ").unwrap_or(after);
+        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
     }
+    out.push_str(rest);
+    out
 }
 
 /// Parse one file: the located tree first (it catches duplicate and empty

@@ -25,6 +25,8 @@ use super::{Action, CompiledPolicy, Credential, Facts, Principal, Transport};
 pub struct Explanation {
     /// The policy's source (file path or `preset:NAME`).
     pub policy: String,
+    /// The preset the policy extends (or is).
+    pub preset: Option<String>,
     pub request: RequestView,
     /// The pre-rule checks in the order they run: path, host, origin.
     pub checks: Vec<CheckLine>,
@@ -143,6 +145,7 @@ impl CompiledPolicy {
         };
         Explanation {
             policy: self.summary.source.clone(),
+            preset: self.summary.preset.clone(),
             request: RequestView {
                 method: facts.method.clone(),
                 path: facts.path.clone(),
@@ -251,15 +254,23 @@ impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.request;
         let transport = match r.transport {
-            Transport::Http => "http",
-            Transport::Ws => "WebSocket upgrade",
+            Transport::Http => "",
+            Transport::Ws => " (WebSocket upgrade)",
         };
-        writeln!(f, "policy: {}", self.policy)?;
+        match &self.preset {
+            Some(p) if !self.policy.starts_with("preset:") => {
+                writeln!(f, "policy: {} (extends {p})", self.policy)?
+            }
+            _ => writeln!(f, "policy: {}", self.policy)?,
+        }
+        let host = r.host.as_deref().unwrap_or("(none)");
+        let origin = r.origin.as_deref().unwrap_or("(none)");
         writeln!(
             f,
-            "request: {} {} ({transport}, {})",
+            "request: {} {}{transport} over {}",
             r.method, r.path, r.scheme
         )?;
+        writeln!(f, "  Host {host}, Origin {origin}")?;
         writeln!(
             f,
             "  client {} (peer {}), credential: {}",
