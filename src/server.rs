@@ -5,6 +5,7 @@
 //! each request carries its TCP peer as a [`Peer`] extension for the gate, and
 //! shutdown can close WebSockets with 1001 before the HTTP side drains.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,32 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let svc = warp::service(routes(state.clone()));
+    serve(listener, state, svc, max_connections, shutdown).await;
+}
+
+/// The accept loop of [`run`] over any service. Public so the gate-overhead
+/// benchmark (`benches/load.rs`) can mount a handler *without* the gate on
+/// exactly this loop and compare like with like; the server itself only
+/// ever serves [`routes`] through [`run`].
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    state: AppState,
+    svc: S,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    S: tower_service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));

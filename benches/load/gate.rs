@@ -1,0 +1,355 @@
+//! Gate overhead: `GET /api/status` served with the gate and without it,
+//! from one process on the same accept loop (`dashgate::server::serve`),
+//! driven A B A B by one load generator (SPEC §5: the gate costs ≤ 5 %).
+//!
+//! The server side runs as a child process (this program re-executed with
+//! `DASHGATE_BENCH_ROLE=ab-server`) so the load generator does not share a
+//! runtime with it. It binds three listeners:
+//!
+//! * `bare`      – `status_body` mounted alone: no gate, no rejection handler;
+//! * `secure`    – the whole route tree behind the gate, `secure` preset;
+//! * `blocklist` – the same with a policy whose first rule denies a
+//!   10,000-CIDR network (every request pays a lookup that misses).
+//!
+//! Every request carries `Authorization: Bearer <startup token>`, the bare
+//! one too, so the bytes on the wire are the same.
+
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use dashgate::policy::{CompiledPolicy, LoadContext};
+use dashgate::routes::api::status_body;
+use dashgate::state::{AppState, Config, PolicySource, StartupToken, State};
+use tokio::net::TcpListener;
+use warp::Filter;
+
+use super::hermes::Hermes;
+use super::http::{median, quantile, round, Round, Target};
+use super::procs::{cpu_ns, Proc};
+use super::table::{Row, Table};
+use super::TOKEN;
+
+/// Connections the load generator keeps open.
+const CONNS: usize = 32;
+/// Requests per round per dashgate variant (and for hermes, which is slower).
+/// Rounds are short and many: the machine is shared, and a burst of someone
+/// else's work should spoil one round, not shift a whole variant.
+const REQUESTS: usize = 4_000;
+const HERMES_REQUESTS: usize = 400;
+/// Upper bound on one round.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
+
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppState {
+    State::new(
+        Config {
+            bind,
+            static_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
+            policy_source: source,
+            startup_token: Some(StartupToken::new(TOKEN)),
+            auth_window: Duration::from_secs(60),
+            max_sockets: 20_000,
+        },
+        policy,
+    )
+}
+
+/// The child: three listeners, until stdin closes.
+pub fn ab_server() {
+    let filter = tracing_subscriber::EnvFilter::new("warn");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            let _ = tx.send(true);
+        });
+        let stop = move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
+        let ctx = LoadContext {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let mut ports = Vec::new();
+        let mut tasks = Vec::new();
+        for name in ["bare", "secure", "blocklist"] {
+            let listener = TcpListener::bind(loopback).await.expect("bind");
+            let bind = listener.local_addr().expect("addr");
+            ports.push(format!("{name}={}", bind.port()));
+            let (policy, source) = match name {
+                "blocklist" => (
+                    CompiledPolicy::from_str(
+                        &super::policies::gate_blocklist(),
+                        "blocklist.yaml",
+                        &ctx,
+                    )
+                    .expect("blocklist policy"),
+                    PolicySource::File("blocklist.yaml".into()),
+                ),
+                _ => (
+                    CompiledPolicy::preset("secure", &ctx).expect("secure preset"),
+                    PolicySource::Preset("secure".into()),
+                ),
+            };
+            let st = state(bind, policy, source);
+            let shutdown = stop();
+            tasks.push(if name == "bare" {
+                let s = st.clone();
+                let bare = warp::path!("api" / "status")
+                    .and(warp::get())
+                    .map(move || warp::reply::json(&status_body(&s)));
+                let svc = warp::service(bare);
+                tokio::spawn(dashgate::server::serve(listener, st, svc, 20_000, shutdown))
+            } else {
+                tokio::spawn(dashgate::server::run(listener, st, 20_000, shutdown))
+            });
+        }
+        println!("ports {}", ports.join(" "));
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+struct Variant {
+    name: &'static str,
+    target: Target,
+    requests: usize,
+    rounds: Vec<Round>,
+    /// Server CPU (all threads) spent in each round, ns; `None` for a
+    /// server that is not ours to read.
+    cpu_ns: Vec<u64>,
+}
+
+impl Variant {
+    fn rps(&self) -> Vec<f64> {
+        self.rounds.iter().map(Round::rps).collect()
+    }
+    fn all_lat(&self) -> Vec<u32> {
+        self.rounds.iter().flat_map(|r| r.lat_us.iter().copied()).collect()
+    }
+    fn errors(&self) -> usize {
+        self.rounds.iter().map(|r| r.errors).sum()
+    }
+    /// Server CPU per successful request over all rounds, ns.
+    fn cpu_per_request(&self) -> f64 {
+        let ok: usize = self.rounds.iter().map(|r| r.ok).sum();
+        self.cpu_ns.iter().sum::<u64>() as f64 / ok.max(1) as f64
+    }
+}
+
+/// Summary for the hermes rows.
+fn fmt_rps(v: f64) -> String {
+    let v = v.round() as u64;
+    if v >= 1000 {
+        format!("{},{:03}/s", v / 1000, v % 1000)
+    } else {
+        format!("{v}/s")
+    }
+}
+
+/// Run the rounds and add the gate (and hermes `/api/status`) rows.
+pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, String>>) {
+    let me = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(me);
+    cmd.env("DASHGATE_BENCH_ROLE", "ab-server").env("RUST_LOG", "warn");
+    let mut child = Proc::spawn(cmd).expect("spawn the ab server");
+    let ports = child
+        .wait_line("ports ", Duration::from_secs(30))
+        .expect("the ab server printed no ports");
+    let port = |name: &str| -> u16 {
+        ports
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    };
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    let target = |name: &str| Target {
+        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port(name)),
+        path: "/api/status".into(),
+        headers: auth.clone(),
+    };
+    let mut vs = vec![
+        Variant {
+            name: "bare",
+            target: target("bare"),
+            requests: REQUESTS,
+            rounds: vec![],
+            cpu_ns: vec![],
+        },
+        Variant {
+            name: "secure",
+            target: target("secure"),
+            requests: REQUESTS,
+            rounds: vec![],
+            cpu_ns: vec![],
+        },
+        Variant {
+            name: "blocklist",
+            target: target("blocklist"),
+            requests: REQUESTS,
+            rounds: vec![],
+            cpu_ns: vec![],
+        },
+    ];
+    if let Some(Ok(h)) = hermes {
+        vs.push(Variant {
+            name: "hermes",
+            target: Target {
+                addr: h.addr,
+                path: "/api/status".into(),
+                headers: vec![("authorization".into(), format!("Bearer {}", h.token))],
+            },
+            requests: HERMES_REQUESTS,
+            rounds: vec![],
+            cpu_ns: vec![],
+        });
+    }
+    // Warm up every variant (connections, allocator, caches), then measure.
+    for v in &vs {
+        let _ = round(&v.target, CONNS, v.requests / 5, ROUND_LIMIT).await;
+    }
+    let n = rounds();
+    for i in 0..n {
+        // Rotate the order each round so no variant always follows another.
+        let k = vs.len();
+        for j in 0..k {
+            let v = &mut vs[(i + j) % k];
+            let pid = if v.name == "hermes" { None } else { Some(child.pid()) };
+            let cpu0 = pid.map(cpu_ns);
+            let r = round(&v.target, CONNS, v.requests, ROUND_LIMIT).await;
+            if let (Some(pid), Some(c0)) = (pid, cpu0) {
+                v.cpu_ns.push(cpu_ns(pid).saturating_sub(c0));
+            }
+            println!(
+                "  gate round {}/{n} {:9}: {:>8.0} req/s, {} errors",
+                i + 1,
+                v.name,
+                r.rps(),
+                r.errors
+            );
+            v.rounds.push(r);
+        }
+    }
+    drop(child);
+
+    let bare = vs[0].rps();
+    let mut p99 = Vec::new();
+    for v in &mut vs {
+        let mut lat = v.all_lat();
+        p99.push(quantile(&mut lat, 0.99) / 1000.0);
+    }
+    let errors: usize = vs.iter().map(Variant::errors).sum();
+    if gate_rows {
+        for (idx, figure) in [
+            (1, "gate cost on /api/status: secure preset + Bearer"),
+            (2, "gate cost on /api/status: 10,000-CIDR policy + Bearer"),
+        ] {
+            let ratios: Vec<f64> = vs[idx]
+                .rps()
+                .iter()
+                .zip(&bare)
+                .map(|(g, b)| g / b)
+                .collect();
+            let ratio = median(&ratios);
+            let cpu = vs[idx].cpu_per_request() / vs[0].cpu_per_request();
+            let cost = (cpu - 1.0) * 100.0;
+            t.push(
+                Row::new(
+                    figure,
+                    cost,
+                    "%",
+                    format!(
+                        "{cost:.1} % CPU/request ({:.1} vs bare {:.1} µs); throughput ratio {ratio:.3}; p99 {:.2} vs {:.2} ms",
+                        vs[idx].cpu_per_request() / 1000.0,
+                        vs[0].cpu_per_request() / 1000.0,
+                        p99[idx],
+                        p99[0]
+                    ),
+                )
+                .bar("≤ 5 %", cost <= 5.0)
+                .note(format!(
+                    "{n} rounds per variant of {REQUESTS} requests over {CONNS} keep-alive connections, order rotated each round; cost = server CPU per request (all threads, /proc/PID/task/*/schedstat) gated ÷ bare − 1, which other load on the machine does not skew; throughput ratio = median of per-round wall-clock ratios (noisy on a shared machine); {errors} errors in all"
+                )),
+            );
+        }
+        t.push(Row::new(
+            "/api/status throughput: bare / secure / 10k-CIDR",
+            median(&vs[1].rps()),
+            "req/s",
+            format!(
+                "{} / {} / {}",
+                fmt_rps(median(&bare)),
+                fmt_rps(median(&vs[1].rps())),
+                fmt_rps(median(&vs[2].rps()))
+            ),
+        ));
+    }
+    match hermes {
+        Some(Ok(_)) => {
+            let h = &vs[3];
+            let ratios: Vec<f64> = vs[1]
+                .rps()
+                .iter()
+                .zip(h.rps())
+                .map(|(d, h)| d / h)
+                .collect();
+            let ratio = median(&ratios);
+            t.push(
+                Row::new(
+                    "hermes 0.19.0 /api/status: dashgate throughput ÷ hermes",
+                    ratio,
+                    "x",
+                    format!(
+                        "{ratio:.1}× (dashgate secure+Bearer {} vs hermes {})",
+                        fmt_rps(median(&vs[1].rps())),
+                        fmt_rps(median(&h.rps()))
+                    ),
+                )
+                .note(format!(
+                    "same generator, alternated with the dashgate rounds; hermes rounds of {HERMES_REQUESTS} requests; hermes errors: {}",
+                    h.errors()
+                )),
+            );
+            t.push(Row::new(
+                "hermes 0.19.0 /api/status: p99 hermes ÷ dashgate",
+                p99[3] / p99[1],
+                "x",
+                format!(
+                    "{:.1}× (hermes {:.2} ms vs dashgate {:.2} ms)",
+                    p99[3] / p99[1],
+                    p99[3],
+                    p99[1]
+                ),
+            ));
+        }
+        Some(Err(why)) => t.push(Row::missing(
+            "hermes 0.19.0 /api/status vs dashgate",
+            "—",
+            why,
+        )),
+        None => {}
+    }
+}

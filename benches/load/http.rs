@@ -1,0 +1,168 @@
+//! A closed-loop HTTP/1.1 load generator: N keep-alive connections share a
+//! fixed request count; each records the latency of every request (send to
+//! last body byte). Bounded by count and by time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+
+/// What one round of requests gave.
+#[derive(Debug, Default, Clone)]
+pub struct Round {
+    pub ok: usize,
+    pub errors: usize,
+    pub secs: f64,
+    /// Latency of each successful request, µs.
+    pub lat_us: Vec<u32>,
+}
+
+impl Round {
+    pub fn rps(&self) -> f64 {
+        self.ok as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// The target of a round.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub path: String,
+    /// Extra request headers (the credential).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Send `total` requests over `conns` connections (at most `limit` long).
+pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> Round {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(Barrier::new(conns + 1));
+    let mut tasks = Vec::with_capacity(conns);
+    let deadline = Instant::now() + limit;
+    for _ in 0..conns {
+        let (t, next, ready) = (t.clone(), next.clone(), ready.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut r = Round {
+                lat_us: Vec::with_capacity(total / conns + 1),
+                ..Round::default()
+            };
+            let conn = async {
+                let s = TcpStream::connect(t.addr).await.ok()?;
+                let _ = s.set_nodelay(true);
+                hyper::client::conn::http1::handshake(TokioIo::new(s))
+                    .await
+                    .ok()
+            };
+            let conn = tokio::time::timeout(Duration::from_secs(5), conn)
+                .await
+                .ok()
+                .flatten();
+            ready.wait().await;
+            let Some((mut send, conn)) = conn else {
+                r.errors += 1;
+                return r;
+            };
+            let driver = tokio::spawn(conn);
+            let host = t.addr.to_string();
+            while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+                let mut req = http::Request::get(t.path.as_str()).header("host", host.as_str());
+                for (k, v) in &t.headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                let req = req.body(Empty::<Bytes>::new()).expect("request");
+                let start = Instant::now();
+                let res = tokio::time::timeout_at(deadline.into(), async {
+                    let resp = send.send_request(req).await.ok()?;
+                    let ok = resp.status() == http::StatusCode::OK;
+                    let body = resp.into_body().collect().await.ok()?;
+                    (ok && !body.to_bytes().is_empty()).then_some(())
+                })
+                .await;
+                match res {
+                    Ok(Some(())) => {
+                        r.ok += 1;
+                        r.lat_us.push(start.elapsed().as_micros() as u32);
+                    }
+                    _ => {
+                        r.errors += 1;
+                        break;
+                    }
+                }
+            }
+            driver.abort();
+            r
+        }));
+    }
+    ready.wait().await;
+    let start = Instant::now();
+    let mut out = Round::default();
+    for task in tasks {
+        if let Ok(r) = task.await {
+            out.ok += r.ok;
+            out.errors += r.errors;
+            out.lat_us.extend(r.lat_us);
+        }
+    }
+    out.secs = start.elapsed().as_secs_f64();
+    out
+}
+
+/// The `q`-quantile (0..=1) of `v`, sorting it.
+pub fn quantile(v: &mut [u32], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    f64::from(v[i])
+}
+
+/// The median of `v`.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `GET path` once and parse the JSON body (bounded).
+pub async fn get_json(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+) -> Option<serde_json::Value> {
+    let fut = async {
+        let s = TcpStream::connect(addr).await.ok()?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .ok()?;
+        let driver = tokio::spawn(conn);
+        let mut req = http::Request::get(path).header("host", addr.to_string());
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = send
+            .send_request(req.body(Empty::<Bytes>::new()).ok()?)
+            .await
+            .ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        driver.abort();
+        serde_json::from_slice(&body).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
+}
