@@ -13,7 +13,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use dashgate::policy::{CompiledPolicy, Credential, Facts, LoadContext, Principal, Transport};
 
 fn ctx() -> LoadContext {
-    LoadContext { bind: "127.0.0.1".parse().unwrap() }
+    LoadContext {
+        bind: "127.0.0.1".parse().unwrap(),
+    }
 }
 
 fn facts(client: &str, path: &str) -> Facts {
@@ -55,7 +57,13 @@ fn ten_thousand_cidrs() -> String {
     let mut y = String::from("version: 1\nnetworks:\n  big:\n");
     for i in 0..10_000u32 {
         let a = (10u32 << 24) + 2 * i;
-        y.push_str(&format!("    - {}.{}.{}.{}/32\n", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255));
+        y.push_str(&format!(
+            "    - {}.{}.{}.{}/32\n",
+            a >> 24,
+            (a >> 16) & 255,
+            (a >> 8) & 255,
+            a & 255
+        ));
     }
     y.push_str("rules:\n  - { name: big, from: [big], action: allow }\n  - { action: deny }\n");
     y
@@ -65,7 +73,9 @@ fn benches(c: &mut Criterion) {
     let twenty = CompiledPolicy::from_str(&twenty_rules(), "20.yaml", &ctx()).unwrap();
     let f = facts("203.0.113.9", "/api/sessions/abc/ws");
     assert_eq!(twenty.decide(&f).rule.as_deref(), Some("everyone else"));
-    c.bench_function("decide/20_rules", |b| b.iter(|| twenty.decide(black_box(&f))));
+    c.bench_function("decide/20_rules", |b| {
+        b.iter(|| twenty.decide(black_box(&f)))
+    });
 
     let big = CompiledPolicy::from_str(&ten_thousand_cidrs(), "10k.yaml", &ctx()).unwrap();
     // 10.0.78.30 = the 9,999th entry (10.0.0.0 + 2 * 9,999).
@@ -74,7 +84,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decide/10k_cidrs", |b| b.iter(|| big.decide(black_box(&f))));
 
     let f = facts("203.0.113.9", "/api/sessions/abc/ws");
-    c.bench_function("explain/worst_case", |b| b.iter(|| twenty.explain(black_box(&f))));
+    c.bench_function("explain/worst_case", |b| {
+        b.iter(|| twenty.explain(black_box(&f)))
+    });
 }
 
 criterion_group!(decide, benches);
