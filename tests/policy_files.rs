@@ -178,3 +178,12 @@ fn unused_network_definitions_are_still_validated() {
     .unwrap_err();
     assert_eq!((e.line, e.col), (3, 12), "{e}");
 }
+
+#[test]
+fn a_compiled_policy_can_be_shared_across_threads() {
+    // The server keeps it in `RwLock<Arc<CompiledPolicy>>` and swaps it on reload.
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<CompiledPolicy>();
+    shared::<dashgate::policy::Decision>();
+    shared::<dashgate::policy::Facts>();
+}
