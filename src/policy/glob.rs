@@ -53,7 +53,7 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
 /// The path without anything from the first `?` or `#` on: the query and the
 /// fragment are never part of what rules match.
 pub fn strip_query(raw: &str) -> &str {
-    match raw.find(['?', '#']) {
+    match raw.bytes().position(|b| b == b'?' || b == b'#') {
         Some(i) => &raw[..i],
         None => raw,
     }

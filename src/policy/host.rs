@@ -92,15 +92,19 @@ fn parse_port(p: &str) -> Option<u16> {
     p.parse().ok()
 }
 
+/// Dot-separated labels of letters, digits, `-`, `_`; no empty label, none
+/// starting with `-`. (A byte loop: this runs on every request.)
 fn valid_dns(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && label
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        })
+    let mut label_start = true;
+    for c in s.bytes() {
+        match c {
+            b'.' if !label_start => label_start = true,
+            b'-' if label_start => return false,
+            c if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' => label_start = false,
+            _ => return false,
+        }
+    }
+    !label_start
 }
 
 /// The compiled `allowed_hosts`.
@@ -335,6 +339,16 @@ mod tests {
         assert!(listed.allows(Some("dash.lan")) && listed.allows(Some("box.tail1.ts.net")));
         assert!(!listed.allows(Some("ts.net")) && !listed.allows(Some("localhost")));
         assert!(HostSet::from_list(&["dash.lan:80".into()]).is_err());
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["a", "dash.lan", "my-box_1.ts.net", "A.B"] {
+            assert!(valid_dns(ok), "{ok}");
+        }
+        for bad in ["", ".", "a..b", ".a", "a.", "-a", "a.-b", "a b", "a/b", "é"] {
+            assert!(!valid_dns(bad), "{bad}");
+        }
     }
 
     #[test]
