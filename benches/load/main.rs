@@ -19,14 +19,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[path = "../support/policies.rs"]
-mod policies;
-
 mod churn;
 mod fanout;
 mod gate;
 mod hermes;
 mod http;
+mod policies;
 mod procs;
 mod table;
 

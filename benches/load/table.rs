@@ -168,8 +168,8 @@ fn criterion_median_ns(group: &str, id: &str) -> Option<f64> {
     let path = super::bench_dir()
         .parent()?
         .join("criterion")
-        .join(group)
-        .join(id)
+        // `bench_function("decide/20_rules")` is stored as `decide_20_rules`.
+        .join(format!("{group}_{id}"))
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
