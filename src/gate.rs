@@ -12,6 +12,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use http::header::{
+    AsHeaderName, HeaderName, ACCEPT, AUTHORIZATION, COOKIE, FORWARDED, HOST, ORIGIN, UPGRADE,
+};
 use http::HeaderMap;
 use warp::{Filter, Rejection};
 
@@ -20,7 +23,7 @@ use crate::policy::{
 };
 use crate::reject::Denied;
 use crate::sessions;
-use crate::state::{with_state, AppState};
+use crate::state::AppState;
 
 /// The TCP peer of a connection, put into each request by `server::run`.
 #[derive(Debug, Clone, Copy)]
@@ -68,42 +71,38 @@ pub struct Access {
 }
 
 /// The `authorize()` filter: yields [`Access`] or rejects with [`Denied`].
+///
+/// The decision is synchronous, so it is made inside the last filter and
+/// handed back as a ready future: the state is borrowed, not cloned, for
+/// each request (every request passes here; SPEC §5 bounds what it costs).
 pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
-    with_state(state)
-        .and(peer())
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and_then(
-            |state: AppState,
-             peer: SocketAddr,
-             method: http::Method,
-             path: warp::path::FullPath,
-             query: String,
-             headers: HeaderMap| async move {
-                check(
-                    &state,
-                    peer,
-                    method.as_str(),
-                    path.as_str(),
-                    query,
-                    &headers,
-                )
-                .map_err(warp::reject::custom)
-            },
-        )
-}
-
-/// The peer address: ours from `server::run`, else warp's own (warp::serve).
-fn peer() -> impl Filter<Extract = (SocketAddr,), Error = Rejection> + Clone {
-    warp::ext::optional::<Peer>()
-        .and(warp::addr::remote())
-        .and_then(
-            |ours: Option<Peer>, theirs: Option<SocketAddr>| async move {
-                ours.map(|p| p.0)
-                    .or(theirs)
-                    .ok_or_else(|| warp::reject::custom(Denied::no_peer()))
+            move |ours: Option<Peer>,
+                  theirs: Option<SocketAddr>,
+                  method: http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap| {
+                // The peer: ours from `server::run`, else warp's own (warp::serve).
+                let decided = match ours.map(|p| p.0).or(theirs) {
+                    None => Err(warp::reject::custom(Denied::no_peer())),
+                    Some(peer) => check(
+                        &state,
+                        peer,
+                        method.as_str(),
+                        path.as_str(),
+                        query,
+                        &headers,
+                    )
+                    .map_err(warp::reject::custom),
+                };
+                std::future::ready(decided)
             },
         )
 }
@@ -113,11 +112,17 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Header names parsed once: looking a header up by `&str` parses and
+// lower-cases the name on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn header_str<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn header_lines(headers: &HeaderMap, name: &str) -> Vec<String> {
+fn header_lines<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Vec<String> {
     headers
         .get_all(name)
         .iter()
@@ -127,7 +132,7 @@ fn header_lines(headers: &HeaderMap, name: &str) -> Vec<String> {
 
 /// Whether the request is a WebSocket upgrade.
 fn is_upgrade(headers: &HeaderMap) -> bool {
-    header_str(headers, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    header_str(headers, UPGRADE).is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// The first value of `name` in a query string, percent-decoded.
@@ -152,7 +157,7 @@ fn presented(
     policy: &CompiledPolicy,
     peer_trusted: bool,
 ) -> Presented {
-    if let Some(auth) = header_str(headers, "authorization") {
+    if let Some(auth) = header_str(headers, AUTHORIZATION) {
         let mut parts = auth.trim().splitn(2, ' ');
         if parts
             .next()
@@ -166,7 +171,7 @@ fn presented(
     if let Some(t) = query_param(query, "token") {
         return Presented::Token(t);
     }
-    for line in headers.get_all("cookie") {
+    for line in headers.get_all(COOKIE) {
         if let Some(id) = line.to_str().ok().and_then(sessions::from_cookie_header) {
             return Presented::Cookie(id.to_string());
         }
@@ -245,10 +250,10 @@ fn check(
         Transport::Http
     };
     let fwd = ForwardHeaders {
-        x_forwarded_for: header_lines(headers, "x-forwarded-for"),
-        forwarded: header_lines(headers, "forwarded"),
-        x_forwarded_proto: header_str(headers, "x-forwarded-proto").map(str::to_string),
-        x_forwarded_host: header_str(headers, "x-forwarded-host").map(str::to_string),
+        x_forwarded_for: header_lines(headers, X_FORWARDED_FOR),
+        forwarded: header_lines(headers, FORWARDED),
+        x_forwarded_proto: header_str(headers, X_FORWARDED_PROTO).map(str::to_string),
+        x_forwarded_host: header_str(headers, X_FORWARDED_HOST).map(str::to_string),
     };
     let deny = |client: IpAddr, reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -269,8 +274,8 @@ fn check(
         host: view
             .host
             .clone()
-            .or_else(|| header_str(headers, "host").map(str::to_string)),
-        origin: header_str(headers, "origin").map(str::to_string),
+            .or_else(|| header_str(headers, HOST).map(str::to_string)),
+        origin: header_str(headers, ORIGIN).map(str::to_string),
         scheme: view.proto.clone().unwrap_or_else(|| "http".to_string()),
         transport,
         credential,
@@ -285,7 +290,7 @@ fn check(
     }
     let decision = policy.decide(&facts);
     state.metrics.decision(
-        decision.rule.as_deref(),
+        decision.rule.as_ref(),
         action_name(decision.action),
         match decision.verdict {
             Ok(_) => "allowed",
@@ -332,7 +337,7 @@ fn action_name(a: Option<crate::policy::Action>) -> &'static str {
 fn wants_html(headers: &HeaderMap, method: &str, transport: Transport) -> bool {
     transport == Transport::Http
         && method == "GET"
-        && header_str(headers, "accept").is_some_and(|a| a.contains("text/html"))
+        && header_str(headers, ACCEPT).is_some_and(|a| a.contains("text/html"))
 }
 
 /// `/login?next=<path?query>`; `next` is always a local path.

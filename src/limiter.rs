@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -25,6 +26,10 @@ struct Window {
 #[derive(Debug)]
 pub struct FailureLimiter {
     map: Mutex<HashMap<IpAddr, Window>>,
+    /// Whether `map` has ever held an entry. Every request with a credential
+    /// asks [`Self::blocked`]; until some credential has failed there is
+    /// nothing to find, and the answer needs no lock shared by every core.
+    used: AtomicBool,
     window: Duration,
     max_tracked: usize,
 }
@@ -37,6 +42,7 @@ impl FailureLimiter {
     pub fn with_capacity(window: Duration, max_tracked: usize) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
+            used: AtomicBool::new(false),
             window,
             max_tracked: max_tracked.max(1),
         }
@@ -49,6 +55,9 @@ impl FailureLimiter {
     /// If `ip` is over `limit` failures in its window: how long until it may
     /// try again (at least one second, as `Retry-After` counts in seconds).
     pub fn blocked(&self, ip: IpAddr, limit: u32) -> Option<Duration> {
+        if !self.used.load(Ordering::Acquire) {
+            return None;
+        }
         let map = self.map.lock();
         let w = map.get(&ip)?;
         let elapsed = w.start.elapsed();
@@ -61,6 +70,7 @@ impl FailureLimiter {
     /// Count one failed credential from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
         let mut map = self.map.lock();
+        self.used.store(true, Ordering::Release);
         let now = Instant::now();
         if !map.contains_key(&ip) && map.len() >= self.max_tracked {
             let window = self.window;

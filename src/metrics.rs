@@ -9,7 +9,9 @@
 //! ([`route_label`]) and rules are the policy's own names.
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::{Arc, LazyLock};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,10 +25,27 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
-    pub rule: String,
+    pub rule: RuleName,
     pub action: &'static str,
     /// `allowed`, or the denial reason.
     pub outcome: &'static str,
+}
+
+/// A rule's name as a label value: the compiled policy's own `Arc<str>`, so
+/// counting a decision (every request) copies no string.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RuleName(pub Arc<str>);
+
+impl EncodeLabelValue for RuleName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+/// The label of a decision no rule made (pre-rule checks, no match).
+fn no_rule() -> Arc<str> {
+    static NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("-"));
+    NONE.clone()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,10 +143,10 @@ impl Metrics {
     }
 
     /// Count one gate decision.
-    pub fn decision(&self, rule: Option<&str>, action: &'static str, outcome: &'static str) {
+    pub fn decision(&self, rule: Option<&Arc<str>>, action: &'static str, outcome: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                rule: rule.unwrap_or("-").to_string(),
+                rule: RuleName(rule.cloned().unwrap_or_else(no_rule)),
                 action,
                 outcome,
             })
@@ -195,7 +214,7 @@ mod tests {
     fn encodes_counters() {
         let m = Metrics::default();
         m.request("/api/status", 200);
-        m.decision(Some("r"), "allow", "allowed");
+        m.decision(Some(&Arc::from("r")), "allow", "allowed");
         m.reloads.inc();
         let text = m.encode();
         assert!(

@@ -43,7 +43,11 @@ pub async fn idle(t: &mut Table) {
     let socks = match connect_many(s.addr, "/api/events?channel=idle", &auth(), IDLE).await {
         Ok(v) => v,
         Err(e) => {
-            t.push(Row::missing("10,000 idle WebSockets: server RSS", "≤ 150 MB", &e));
+            t.push(Row::missing(
+                "10,000 idle WebSockets: server RSS",
+                "≤ 150 MB",
+                &e,
+            ));
             return;
         }
     };
@@ -63,7 +67,10 @@ pub async fn idle(t: &mut Table) {
                 per / 1024.0
             ),
         )
-        .bar("≤ 150 MB", after as f64 * 1024.0 <= IDLE_BAR_BYTES && counted == IDLE as u64)
+        .bar(
+            "≤ 150 MB",
+            after as f64 * 1024.0 <= IDLE_BAR_BYTES && counted == IDLE as u64,
+        )
         .note(format!(
             "VmRSS of the server child; /api/status counted {counted} open sockets; fds {}",
             s.proc.fds()

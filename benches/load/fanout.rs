@@ -113,7 +113,10 @@ pub async fn connect_many(
     }
     match first_err {
         None => Ok(socks),
-        Some(e) => Err(format!("{} of {n} WebSockets failed to open: {e}", n - socks.len())),
+        Some(e) => Err(format!(
+            "{} of {n} WebSockets failed to open: {e}",
+            n - socks.len()
+        )),
     }
 }
 
@@ -244,7 +247,10 @@ pub async fn measure(
                 c.recv[2].load(Ordering::Relaxed)
             ));
         }
-        publisher.send(send(2, i)).await.map_err(|e| e.to_string())?;
+        publisher
+            .send(send(2, i))
+            .await
+            .map_err(|e| e.to_string())?;
         i += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -253,13 +259,18 @@ pub async fn measure(
     // 2. throughput, closed loop
     let t0 = Instant::now();
     for i in 0..burst as u64 {
-        while i * n > c.recv[0].load(Ordering::Relaxed) + c.lagged.load(Ordering::Relaxed) + WINDOW * n {
+        while i * n
+            > c.recv[0].load(Ordering::Relaxed) + c.lagged.load(Ordering::Relaxed) + WINDOW * n
+        {
             if t0.elapsed() > PHASE_LIMIT {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        publisher.send(send(0, i)).await.map_err(|e| e.to_string())?;
+        publisher
+            .send(send(0, i))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let burst_expected = burst as u64 * n;
     let (burst_delivered, last) = drain(&c.recv[0], burst_expected, t0).await;
@@ -274,7 +285,10 @@ pub async fn measure(
     let t1 = tokio::time::Instant::now();
     for i in 0..count {
         tokio::time::sleep_until(t1 + step * i as u32).await;
-        publisher.send(send(1, i)).await.map_err(|e| e.to_string())?;
+        publisher
+            .send(send(1, i))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let rate_expected = count * n;
     let (rate_delivered, _) = drain(&c.recv[1], rate_expected, t1.into_std()).await;
@@ -283,7 +297,11 @@ pub async fn measure(
     let client_us = per(cpu0.1, cpu_ns(std::process::id()));
     if let (Some(p), Some((u0, s0))) = (server_pid, us0) {
         let (u1, s1) = user_system_ticks(p);
-        println!("  server CPU in the latency phase: user {} ticks, system {} ticks", u1 - u0, s1 - s0);
+        println!(
+            "  server CPU in the latency phase: user {} ticks, system {} ticks",
+            u1 - u0,
+            s1 - s0
+        );
     }
 
     let _ = stop_tx.send(true);
@@ -334,7 +352,11 @@ pub async fn dashgate(t: &mut Table) -> Option<Fanout> {
     let f = match r {
         Ok(f) => f,
         Err(e) => {
-            t.push(Row::missing("events fan-out 1 → 1,000", "≥ 200,000/s; p99 ≤ 25 ms", &e));
+            t.push(Row::missing(
+                "events fan-out 1 → 1,000",
+                "≥ 200,000/s; p99 ≤ 25 ms",
+                &e,
+            ));
             return None;
         }
     };

@@ -147,7 +147,10 @@ impl Variant {
         self.rounds.iter().map(Round::rps).collect()
     }
     fn all_lat(&self) -> Vec<u32> {
-        self.rounds.iter().flat_map(|r| r.lat_us.iter().copied()).collect()
+        self.rounds
+            .iter()
+            .flat_map(|r| r.lat_us.iter().copied())
+            .collect()
     }
     fn errors(&self) -> usize {
         self.rounds.iter().map(|r| r.errors).sum()
@@ -173,7 +176,8 @@ fn fmt_rps(v: f64) -> String {
 pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, String>>) {
     let me = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(me);
-    cmd.env("DASHGATE_BENCH_ROLE", "ab-server").env("RUST_LOG", "warn");
+    cmd.env("DASHGATE_BENCH_ROLE", "ab-server")
+        .env("RUST_LOG", "warn");
     let mut child = Proc::spawn(cmd).expect("spawn the ab server");
     let ports = child
         .wait_line("ports ", Duration::from_secs(30))
@@ -237,7 +241,11 @@ pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, 
         let k = vs.len();
         for j in 0..k {
             let v = &mut vs[(i + j) % k];
-            let pid = if v.name == "hermes" { None } else { Some(child.pid()) };
+            let pid = if v.name == "hermes" {
+                None
+            } else {
+                Some(child.pid())
+            };
             let cpu0 = pid.map(cpu_ns);
             let r = round(&v.target, CONNS, v.requests, ROUND_LIMIT).await;
             if let (Some(pid), Some(c0)) = (pid, cpu0) {

@@ -72,7 +72,10 @@ impl Proc {
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 Ok(l) => {
                     if let Some(rest) = l.strip_prefix(prefix) {
                         return Some(rest.trim().to_string());
@@ -183,5 +186,8 @@ pub fn user_system_ticks(pid: u32) -> (u64, u64) {
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    (f.get(11).copied().unwrap_or(0), f.get(12).copied().unwrap_or(0))
+    (
+        f.get(11).copied().unwrap_or(0),
+        f.get(12).copied().unwrap_or(0),
+    )
 }

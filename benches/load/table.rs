@@ -77,12 +77,38 @@ impl Table {
     }
 
     pub fn print(&self) {
-        let w0 = self.rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(6).max(6);
-        let w1 = self.rows.iter().map(|r| r.value.chars().count()).max().unwrap_or(5).max(5);
-        let w2 = self.rows.iter().map(|r| r.bar.chars().count()).max().unwrap_or(3).max(3);
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.figure.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.value.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let w2 = self
+            .rows
+            .iter()
+            .map(|r| r.bar.chars().count())
+            .max()
+            .unwrap_or(3)
+            .max(3);
         println!();
-        println!("| {:w0$} | {:w1$} | {:w2$} | result |", "figure", "value", "bar");
-        println!("|{}|{}|{}|--------|", "-".repeat(w0 + 2), "-".repeat(w1 + 2), "-".repeat(w2 + 2));
+        println!(
+            "| {:w0$} | {:w1$} | {:w2$} | result |",
+            "figure", "value", "bar"
+        );
+        println!(
+            "|{}|{}|{}|--------|",
+            "-".repeat(w0 + 2),
+            "-".repeat(w1 + 2),
+            "-".repeat(w2 + 2)
+        );
         for r in &self.rows {
             println!(
                 "| {} | {} | {} | {:6} |",
@@ -179,9 +205,24 @@ fn criterion_median_ns(group: &str, id: &str) -> Option<f64> {
 /// Rows for `benches/decide.rs` (criterion runs first in `make bench`).
 pub fn decide_rows(t: &mut Table) {
     let cases = [
-        ("decide", "20_rules", "decide, 20 rules (median)", Some(1000.0)),
-        ("decide", "10k_cidrs", "decide, 10,000 CIDRs (median)", Some(2000.0)),
-        ("explain", "worst_case", "explain, worst case (median)", None),
+        (
+            "decide",
+            "20_rules",
+            "decide, 20 rules (median)",
+            Some(1000.0),
+        ),
+        (
+            "decide",
+            "10k_cidrs",
+            "decide, 10,000 CIDRs (median)",
+            Some(2000.0),
+        ),
+        (
+            "explain",
+            "worst_case",
+            "explain, worst case (median)",
+            None,
+        ),
     ];
     for (group, id, figure, bar_ns) in cases {
         match criterion_median_ns(group, id) {

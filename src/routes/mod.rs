@@ -32,7 +32,14 @@ pub mod web;
 type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// A matched route waiting for the gate's verdict.
-pub struct Endpoint(Box<dyn FnOnce(Access) -> BoxFuture + Send>);
+pub struct Endpoint(Handler);
+
+/// A synchronous handler is kept apart from an async one so that answering
+/// it costs no boxed future: `/api/status` and friends are on the hot path.
+enum Handler {
+    Sync(Box<dyn FnOnce(Access) -> Response + Send>),
+    Async(Box<dyn FnOnce(Access) -> BoxFuture + Send>),
+}
 
 impl Endpoint {
     /// An endpoint from an async handler of the caller's [`Access`].
@@ -42,9 +49,9 @@ impl Endpoint {
         Fut: Future<Output = R> + Send + 'static,
         R: Reply,
     {
-        Endpoint(Box::new(move |a| {
+        Endpoint(Handler::Async(Box::new(move |a| {
             Box::pin(async move { f(a).await.into_response() })
-        }))
+        })))
     }
 
     /// An endpoint from a synchronous handler.
@@ -53,17 +60,19 @@ impl Endpoint {
         F: FnOnce(Access) -> R + Send + 'static,
         R: Reply + 'static,
     {
-        Endpoint(Box::new(move |a| {
-            let r = f(a).into_response();
-            Box::pin(async move { r })
-        }))
+        Endpoint(Handler::Sync(Box::new(move |a| f(a).into_response())))
     }
 
-    async fn run(self, state: &AppState, access: Access) -> Response {
-        if access.token_visit {
-            return auth::token_visit(state, &access);
+    /// Answer the request. `state` is `Some` only for a `?token=` visit,
+    /// which is answered with the sign-in redirect instead of the route.
+    async fn run(self, state: Option<AppState>, access: Access) -> Response {
+        if let Some(state) = state.filter(|_| access.token_visit) {
+            return auth::token_visit(&state, &access);
         }
-        (self.0)(access).await
+        match self.0 {
+            Handler::Sync(f) => f(access),
+            Handler::Async(f) => f(access).await,
+        }
     }
 }
 
@@ -120,8 +129,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
     authorize(state.clone())
         .and(tree(state))
         .then(move |access: Access, ep: Endpoint| {
-            let st = st.clone();
-            async move { ep.run(&st, access).await }
+            // The state is needed only for a token visit: no per-request
+            // clone of the shared `Arc` otherwise.
+            let st = access.token_visit.then(|| st.clone());
+            ep.run(st, access)
         })
         .recover(handle_rejection)
         .with(warp::log::custom(move |info| {
