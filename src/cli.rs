@@ -46,10 +46,11 @@ pub struct ServeArgs {
     /// Port to bind (0 picks a free one).
     #[arg(long, env = "DASHGATE_PORT")]
     pub port: Option<u16>,
-    /// Policy file (default: the `secure` preset).
-    #[arg(long, env = "DASHGATE_POLICY", conflicts_with = "insecure")]
+    /// Policy file (default: the `secure` preset). Also `DASHGATE_POLICY`.
+    #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// Use the `insecure` preset: everything allowed, Host/Origin still checked.
+    /// Use the `insecure` preset: everything allowed, Host/Origin still
+    /// checked. Also `DASHGATE_INSECURE=1` / `HERMES_DASHBOARD_INSECURE=1`.
     #[arg(long)]
     pub insecure: bool,
     /// Folder of the web UI.
@@ -67,9 +68,21 @@ pub struct ServeArgs {
     /// Seconds a chat session lives without a viewer.
     #[arg(long, env = "DASHGATE_IDLE_TIMEOUT", default_value_t = 1800)]
     pub idle_timeout: u64,
-    /// Most open connections (HTTP and WebSocket) at once.
-    #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    /// Most open HTTP connections at once (further ones wait to be accepted).
+    #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most open WebSockets at once (one more gets 503 at the upgrade).
+    #[arg(long, env = "DASHGATE_MAX_SOCKETS", default_value_t = 20_000)]
+    pub max_sockets: usize,
+    /// Length in seconds of the failed-credential window of
+    /// `limits.auth_failures_per_minute` (60; shorter only for tests).
+    #[arg(
+        long,
+        env = "DASHGATE_AUTH_WINDOW_SECS",
+        default_value_t = 60,
+        hide = true
+    )]
+    pub auth_window_secs: u64,
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -13,6 +13,18 @@
 
 pub mod chat;
 pub mod cli;
+pub mod conns;
+pub mod events;
+pub mod gate;
+pub mod limiter;
 pub mod policy;
 mod policy_cmd;
-mod serve;
+pub mod reject;
+pub mod reload;
+pub mod routes;
+pub mod serve;
+pub mod server;
+pub mod sessions;
+mod signals;
+pub mod state;
+pub mod util;

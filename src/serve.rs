@@ -1,6 +1,190 @@
-//! `dashgate serve`: turn flags into a config and run the server.
-use crate::cli::ServeArgs;
+//! `dashgate serve`: flags and environment -> a running server.
+//!
+//! Resolution order for every setting: flag, then `DASHGATE_*`, then the
+//! `HERMES_DASHBOARD_*` alias, then the default. `--insecure` and `--policy`
+//! together are an error, never a silent pick; no policy means `secure`.
 
-pub fn main(_args: ServeArgs) -> i32 {
-    2
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use rand::RngCore;
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::policy::{CompiledPolicy, LoadContext};
+use crate::state::{Config, PolicySource, StartupToken, State};
+
+/// Default port (the hermes dashboard's).
+pub const DEFAULT_PORT: u16 = 9119;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
+
+/// Which policy to load: flags beat variables; two contradicting sources at
+/// the same level are an error.
+fn policy_source(args: &ServeArgs) -> Result<PolicySource, String> {
+    if args.insecure && args.policy.is_some() {
+        return Err("--insecure and --policy contradict each other: pick one".into());
+    }
+    if args.insecure {
+        return Ok(PolicySource::Preset("insecure".into()));
+    }
+    if let Some(p) = &args.policy {
+        return Ok(PolicySource::File(p.clone()));
+    }
+    let env_insecure = env("DASHGATE_INSECURE")
+        .or_else(|| env("HERMES_DASHBOARD_INSECURE"))
+        .is_some_and(|v| truthy(&v));
+    match (env("DASHGATE_POLICY"), env_insecure) {
+        (Some(_), true) => Err(
+            "DASHGATE_POLICY and DASHGATE_INSECURE/HERMES_DASHBOARD_INSECURE contradict each other"
+                .into(),
+        ),
+        (Some(p), false) => Ok(PolicySource::File(PathBuf::from(p))),
+        (None, true) => Ok(PolicySource::Preset("insecure".into())),
+        (None, false) => Ok(PolicySource::Preset("secure".into())),
+    }
+}
+
+/// Compile the policy named by `source`.
+///
+/// # Errors
+/// The policy error, with file:line:col.
+pub fn load_policy(source: &PolicySource, bind: IpAddr) -> Result<CompiledPolicy, String> {
+    let ctx = LoadContext { bind };
+    match source {
+        PolicySource::Preset(name) => CompiledPolicy::preset(name, &ctx),
+        PolicySource::File(path) => CompiledPolicy::load_file(path, &ctx),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn host(args: &ServeArgs) -> Result<IpAddr, String> {
+    if let Some(h) = args.host {
+        return Ok(h);
+    }
+    match env("HERMES_DASHBOARD_HOST") {
+        Some(h) => h
+            .parse()
+            .map_err(|_| format!("HERMES_DASHBOARD_HOST={h:?} is not an IP address")),
+        None => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    }
+}
+
+fn port(args: &ServeArgs) -> Result<u16, String> {
+    if let Some(p) = args.port {
+        return Ok(p);
+    }
+    match env("HERMES_DASHBOARD_PORT") {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("HERMES_DASHBOARD_PORT={p:?} is not a port")),
+        None => Ok(DEFAULT_PORT),
+    }
+}
+
+/// The static folder: the flag, else `./static`, else the one in the source
+/// tree this binary was built from (so tests and `cargo run` work anywhere).
+fn static_dir(args: &ServeArgs) -> PathBuf {
+    if let Some(d) = &args.static_dir {
+        return d.clone();
+    }
+    let local = PathBuf::from("static");
+    if local.join("index.html").exists() {
+        return local;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+}
+
+/// The startup token: from the environment (so it survives restarts) or 32
+/// random bytes, base64url.
+fn startup_token() -> (String, bool) {
+    if let Some(t) = env("DASHGATE_TOKEN").or_else(|| env("HERMES_DASHBOARD_SESSION_TOKEN")) {
+        return (t, true);
+    }
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    (
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
+        false,
+    )
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).init(),
+    }
+}
+
+/// Run the server; returns the exit status (2 for configuration errors).
+pub fn main(args: ServeArgs) -> i32 {
+    init_tracing(args.log_format);
+    let fail = |msg: String| {
+        eprintln!("dashgate: {msg}");
+        2
+    };
+    let source = match policy_source(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let (host, port) = match (host(&args), port(&args)) {
+        (Ok(h), Ok(p)) => (h, p),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let policy = match load_policy(&source, host) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(SocketAddr::new(host, port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("dashgate: cannot bind {host}:{port}: {e}");
+                return 1;
+            }
+        };
+        let bind = listener.local_addr().expect("bound address");
+        let (token, _from_env) = startup_token();
+        let needs_token = policy.can_require_auth() && policy.startup_token_enabled();
+        let config = Config {
+            bind,
+            static_dir: static_dir(&args),
+            policy_source: source,
+            startup_token: Some(StartupToken::new(&token)),
+            auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
+            max_sockets: args.max_sockets,
+        };
+        let state = State::new(config, policy);
+        let shown = if bind.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bind.port())
+        } else {
+            bind
+        };
+        let summary = state.policy().compiled.summary();
+        tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
+        println!("listening on http://{shown}");
+        if needs_token {
+            println!("open http://{shown}/?token={token}");
+        }
+        drop(token);
+        let shutdown = crate::signals::install(state.clone());
+        crate::server::run(listener, state, args.max_connections, shutdown).await;
+        0
+    })
 }

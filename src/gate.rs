@@ -1,0 +1,365 @@
+//! The one gate: `authorize()`.
+//!
+//! Every request — REST, WebSocket upgrade, static file — passes through this
+//! filter before any route sees it (`routes::routes` wraps the whole tree
+//! once). It builds [`Facts`] from the request, resolves the credential,
+//! asks the live policy for a [`Decision`](crate::policy::Decision) and either
+//! yields an [`Access`] for the route or rejects with a
+//! [`Denied`](crate::reject::Denied) that `reject::handle_rejection` turns
+//! into the JSON of SPEC §2.4. There is no second path for WebSockets: an
+//! upgrade is a `GET` with `transport: ws` in its facts, nothing more.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use warp::{Filter, Rejection};
+
+use crate::policy::{
+    CompiledPolicy, Credential, Facts, ForwardHeaders, Principal, Reason, Transport,
+};
+use crate::reject::Denied;
+use crate::sessions;
+use crate::state::{with_state, AppState};
+
+/// The TCP peer of a connection, put into each request by `server::run`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// The credential a request presented, kept so an open WebSocket can be
+/// decided again after a reload (a revoked token must close its sockets).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Presented {
+    #[default]
+    None,
+    /// A bearer token (`Authorization: Bearer` or `?token=`).
+    Token(String),
+    /// A user named by a trusted proxy's forward-auth header.
+    Forwarded(String),
+    /// The `dashgate_session` cookie of a signed-in browser.
+    Cookie(String),
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::None => f.write_str("None"),
+            Presented::Token(_) => f.write_str("Token(<redacted>)"),
+            Presented::Forwarded(u) => write!(f, "Forwarded({u:?})"),
+            Presented::Cookie(_) => f.write_str("Cookie(<redacted>)"),
+        }
+    }
+}
+
+/// What the gate hands to a route: who the caller is and why it got in.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub principal: Principal,
+    /// The rule that allowed the request.
+    pub rule: Option<Arc<str>>,
+    /// The facts the decision was made on (kept by WebSockets for re-checks).
+    pub facts: Facts,
+    pub presented: Presented,
+    /// The raw query string (may carry a token: never log it).
+    pub query: String,
+    /// A browser opened a page with a valid `?token=`: the route is replaced
+    /// by a redirect that sets the session cookie and drops the token.
+    pub token_visit: bool,
+}
+
+/// The `authorize()` filter: yields [`Access`] or rejects with [`Denied`].
+pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
+    with_state(state)
+        .and(peer())
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |state: AppState,
+             peer: SocketAddr,
+             method: http::Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: HeaderMap| async move {
+                check(
+                    &state,
+                    peer,
+                    method.as_str(),
+                    path.as_str(),
+                    query,
+                    &headers,
+                )
+                .map_err(warp::reject::custom)
+            },
+        )
+}
+
+/// The peer address: ours from `server::run`, else warp's own (warp::serve).
+fn peer() -> impl Filter<Extract = (SocketAddr,), Error = Rejection> + Clone {
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
+        .and_then(
+            |ours: Option<Peer>, theirs: Option<SocketAddr>| async move {
+                ours.map(|p| p.0)
+                    .or(theirs)
+                    .ok_or_else(|| warp::reject::custom(Denied::no_peer()))
+            },
+        )
+}
+
+/// Fold `::ffff:a.b.c.d` to `a.b.c.d` (SPEC §2.2).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_lines(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Whether the request is a WebSocket upgrade.
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    header_str(headers, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The credential a request presents, strongest first: a bearer header,
+/// then `?token=`, then the session cookie, then a trusted proxy's
+/// forward-auth user.
+fn presented(
+    headers: &HeaderMap,
+    query: &str,
+    policy: &CompiledPolicy,
+    peer_trusted: bool,
+) -> Presented {
+    if let Some(auth) = header_str(headers, "authorization") {
+        let mut parts = auth.trim().splitn(2, ' ');
+        if parts
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+        {
+            if let Some(t) = parts.next() {
+                return Presented::Token(t.trim().to_string());
+            }
+        }
+    }
+    if let Some(t) = query_param(query, "token") {
+        return Presented::Token(t);
+    }
+    for line in headers.get_all("cookie") {
+        if let Some(id) = line.to_str().ok().and_then(sessions::from_cookie_header) {
+            return Presented::Cookie(id.to_string());
+        }
+    }
+    if peer_trusted {
+        if let Some(h) = policy.forward_auth_header() {
+            if let Some(user) = header_str(headers, h)
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            {
+                return Presented::Forwarded(user.to_string());
+            }
+        }
+    }
+    Presented::None
+}
+
+/// Check a presented credential against the server and the policy.
+pub fn resolve(state: &AppState, policy: &CompiledPolicy, p: &Presented) -> Credential {
+    match p {
+        Presented::None => Credential::None,
+        Presented::Forwarded(name) => {
+            Credential::Valid(Principal::Forwarded { name: name.clone() })
+        }
+        // An unknown or expired cookie is no credential (a stale browser is
+        // sent to sign in, not counted as an attack: ids are 256-bit random).
+        Presented::Cookie(id) => state
+            .sessions
+            .get(id)
+            .map_or(Credential::None, Credential::Valid),
+        Presented::Token(t) => {
+            if policy.startup_token_enabled()
+                && state
+                    .config
+                    .startup_token
+                    .as_ref()
+                    .is_some_and(|s| s.matches(t))
+            {
+                return Credential::Valid(Principal::StartupToken);
+            }
+            match policy.verify_token(t) {
+                Some(p) => Credential::Valid(p),
+                // TODO(chat): a chat child's internal token, accepted only from a
+                // loopback peer on /api/pub -> Principal::Internal { session }.
+                None => Credential::Invalid,
+            }
+        }
+    }
+}
+
+/// The path with any query redacted, for logs.
+pub fn log_path(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?[redacted]")
+    }
+}
+
+/// Decide one request. Pure apart from the limiter, logging and the
+/// `access.denied` event.
+fn check(
+    state: &AppState,
+    peer: SocketAddr,
+    method: &str,
+    path: &str,
+    query: String,
+    headers: &HeaderMap,
+) -> Result<Access, Denied> {
+    let live = state.policy();
+    let policy = &live.compiled;
+    let peer_ip = canonical_ip(peer.ip());
+    let transport = if is_upgrade(headers) {
+        Transport::Ws
+    } else {
+        Transport::Http
+    };
+    let fwd = ForwardHeaders {
+        x_forwarded_for: header_lines(headers, "x-forwarded-for"),
+        forwarded: header_lines(headers, "forwarded"),
+        x_forwarded_proto: header_str(headers, "x-forwarded-proto").map(str::to_string),
+        x_forwarded_host: header_str(headers, "x-forwarded-host").map(str::to_string),
+    };
+    let deny = |client: IpAddr, reason: Reason, rule: Option<Arc<str>>| {
+        let d = Denied::new(reason, rule);
+        audit_denial(state, client, method, &log_path(path, &query), &d);
+        d
+    };
+    let view = match policy.client(peer_ip, &fwd) {
+        Ok(v) => v,
+        Err(reason) => return Err(deny(peer_ip, reason, None)),
+    };
+    let presented = presented(headers, &query, policy, view.peer_trusted);
+    let credential = resolve(state, policy, &presented);
+    let facts = Facts {
+        peer: peer_ip,
+        client: canonical_ip(view.client),
+        method: method.to_string(),
+        path: path.to_string(),
+        host: view
+            .host
+            .clone()
+            .or_else(|| header_str(headers, "host").map(str::to_string)),
+        origin: header_str(headers, "origin").map(str::to_string),
+        scheme: view.proto.clone().unwrap_or_else(|| "http".to_string()),
+        transport,
+        credential,
+    };
+    let limit = policy.auth_failures_per_minute();
+    if presented != Presented::None {
+        if let Some(retry) = state.limiter.blocked(facts.client, limit) {
+            let mut d = deny(facts.client, Reason::TooManyFailures, None);
+            d.retry_after = Some(retry.as_secs());
+            return Err(d);
+        }
+    }
+    let decision = policy.decide(&facts);
+    match decision.verdict {
+        Ok(principal) => Ok(Access {
+            token_visit: matches!(facts.credential, Credential::Valid(_))
+                && matches!(presented, Presented::Token(_))
+                && query_param(&query, "token").is_some()
+                && wants_html(headers, method, transport),
+            principal,
+            rule: decision.rule,
+            facts,
+            presented,
+            query,
+        }),
+        Err(reason) => {
+            if reason == Reason::BadCredential {
+                state.limiter.record_failure(facts.client);
+            }
+            let mut d = deny(facts.client, reason, decision.rule);
+            if reason == Reason::NoCredential && wants_html(headers, method, transport) {
+                d.login_redirect = Some(login_url(path, &query));
+            }
+            Err(d)
+        }
+    }
+}
+
+/// A browser navigation (not an API call): answered with a redirect to the
+/// login page instead of a bare 401.
+fn wants_html(headers: &HeaderMap, method: &str, transport: Transport) -> bool {
+    transport == Transport::Http
+        && method == "GET"
+        && header_str(headers, "accept").is_some_and(|a| a.contains("text/html"))
+}
+
+/// `/login?next=<path?query>`; `next` is always a local path.
+fn login_url(path: &str, query: &str) -> String {
+    let next = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
+    format!("/login?next={enc}")
+}
+
+/// One `warn` line and one `access.denied` event per denial.
+fn audit_denial(state: &AppState, client: IpAddr, method: &str, path: &str, d: &Denied) {
+    let rule = d.rule.as_deref().unwrap_or("-");
+    tracing::warn!(
+        client = %client,
+        method,
+        path,
+        rule,
+        reason = d.reason.as_str(),
+        status = d.reason.status(),
+        "access denied"
+    );
+    state.hub.server_event(
+        "access.denied",
+        serde_json::json!({
+            "client": client.to_string(),
+            "method": method,
+            "path": path,
+            "rule": d.rule.as_deref(),
+            "reason": d.reason.as_str(),
+        }),
+    );
+}
+
+/// Decide an open WebSocket again under `policy` with the facts of its
+/// upgrade (credential re-resolved: a revoked token no longer counts).
+pub fn redecide(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    access: &Access,
+) -> crate::policy::Decision {
+    let mut facts = access.facts.clone();
+    facts.credential = resolve(state, policy, &access.presented);
+    policy.decide(&facts)
+}

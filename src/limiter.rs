@@ -1,0 +1,132 @@
+//! Failed-credential limiting per client IP (SPEC `limits`).
+//!
+//! A fixed window per address: the first failure opens a window of
+//! [`FailureLimiter::window`]; once `limit` failures fell inside it, requests
+//! from that address that present a credential get 429 with `Retry-After`
+//! until the window ends. Memory is bounded by [`MAX_TRACKED`] addresses: when
+//! full, expired windows are swept and, failing that, the oldest is evicted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Addresses tracked at once.
+pub const MAX_TRACKED: usize = 16_384;
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    failures: u32,
+}
+
+/// Counts failed credentials per client address.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    map: Mutex<HashMap<IpAddr, Window>>,
+    window: Duration,
+    max_tracked: usize,
+}
+
+impl FailureLimiter {
+    pub fn new(window: Duration) -> Self {
+        Self::with_capacity(window, MAX_TRACKED)
+    }
+
+    pub fn with_capacity(window: Duration, max_tracked: usize) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            window,
+            max_tracked: max_tracked.max(1),
+        }
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// If `ip` is over `limit` failures in its window: how long until it may
+    /// try again (at least one second, as `Retry-After` counts in seconds).
+    pub fn blocked(&self, ip: IpAddr, limit: u32) -> Option<Duration> {
+        let map = self.map.lock();
+        let w = map.get(&ip)?;
+        let elapsed = w.start.elapsed();
+        if elapsed >= self.window || w.failures < limit {
+            return None;
+        }
+        Some((self.window - elapsed).max(Duration::from_secs(1)))
+    }
+
+    /// Count one failed credential from `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        let mut map = self.map.lock();
+        let now = Instant::now();
+        if !map.contains_key(&ip) && map.len() >= self.max_tracked {
+            let window = self.window;
+            map.retain(|_, w| now.duration_since(w.start) < window);
+            if map.len() >= self.max_tracked {
+                if let Some(oldest) = map.iter().min_by_key(|(_, w)| w.start).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let w = map.entry(ip).or_insert(Window {
+            start: now,
+            failures: 0,
+        });
+        if now.duration_since(w.start) >= self.window {
+            *w = Window {
+                start: now,
+                failures: 0,
+            };
+        }
+        w.failures = w.failures.saturating_add(1);
+    }
+
+    /// Addresses tracked right now.
+    pub fn tracked(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn blocks_after_limit_and_only_that_address() {
+        let l = FailureLimiter::new(Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(l.blocked(ip("10.0.0.1"), 3).is_none());
+            l.record_failure(ip("10.0.0.1"));
+        }
+        let retry = l.blocked(ip("10.0.0.1"), 3).expect("blocked");
+        assert!(retry <= Duration::from_secs(60) && retry >= Duration::from_secs(1));
+        assert!(l.blocked(ip("10.0.0.2"), 3).is_none());
+    }
+
+    #[test]
+    fn recovers_after_window() {
+        let l = FailureLimiter::new(Duration::from_millis(50));
+        l.record_failure(ip("10.0.0.1"));
+        assert!(l.blocked(ip("10.0.0.1"), 1).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(l.blocked(ip("10.0.0.1"), 1).is_none());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = FailureLimiter::with_capacity(Duration::from_secs(60), 100);
+        for i in 0..1000u32 {
+            l.record_failure(IpAddr::from(i.to_be_bytes()));
+        }
+        assert_eq!(l.tracked(), 100);
+        // The newest address is still tracked.
+        assert!(l.blocked(IpAddr::from(999u32.to_be_bytes()), 1).is_some());
+    }
+}

@@ -1,0 +1,248 @@
+//! Sign-in: `POST /api/login`, `POST /api/logout`, and the `?token=` page
+//! visit that trades a token in the address bar for a session cookie.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::Endpoint;
+use crate::conns::Close;
+use crate::gate::{resolve, Access, Presented};
+use crate::policy::{Credential, Reason};
+use crate::reject::{denied_reply, Denied};
+use crate::sessions::{clear_cookie, set_cookie};
+use crate::state::{with_state, AppState};
+
+/// Largest login body.
+const MAX_LOGIN_BODY: u64 = 16 * 1024;
+
+pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    login(state.clone()).or(logout(state)).unify().boxed()
+}
+
+/// A sign-in request, as JSON or as a form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    next: Option<String>,
+}
+
+/// `next` if it is a local path, else `/` (no open redirect: no scheme, no
+/// `//host`, no backslash tricks, no control characters).
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && !n.to_ascii_lowercase().contains("%5c") =>
+        {
+            n.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+fn is_https(a: &Access) -> bool {
+    a.facts.scheme.eq_ignore_ascii_case("https")
+}
+
+/// POST /api/login
+pub fn login(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("api" / "login")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::content_length_limit(MAX_LOGIN_BODY))
+        .and(warp::body::bytes())
+        .and(with_state(state))
+        .map(|ctype: Option<String>, body: Bytes, state: AppState| {
+            Endpoint::new(move |access| do_login(state, access, ctype, body))
+        })
+}
+
+async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: Bytes) -> Response {
+    let form = ctype
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let req: Result<LoginRequest, String> = if form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => {
+            let body = json!({"error": format!("bad sign-in request: {e}"), "reason": "bad_body", "rule": null});
+            return warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST)
+                .into_response();
+        }
+    };
+    let client = access.facts.client;
+    let live = state.policy();
+    let policy = &live.compiled;
+    if let Some(retry) = state
+        .limiter
+        .blocked(client, policy.auth_failures_per_minute())
+    {
+        let mut d = Denied::new(Reason::TooManyFailures, None);
+        d.retry_after = Some(retry.as_secs());
+        audit_login(&state, &access, None, "too_many_failures");
+        return denied_reply(&d);
+    }
+    let principal = match (&req.token, &req.username, &req.password) {
+        (Some(t), None, None) => match resolve(&state, policy, &Presented::Token(t.clone())) {
+            Credential::Valid(p) => Some(p),
+            _ => None,
+        },
+        (None, Some(u), Some(p)) => {
+            let (u, p, live) = (u.clone(), p.clone(), live.clone());
+            // argon2 is deliberately slow: keep it off the async workers.
+            tokio::task::spawn_blocking(move || live.compiled.verify_password(&u, &p))
+                .await
+                .ok()
+                .flatten()
+        }
+        _ => {
+            let body = json!({"error": "send either token, or username and password", "reason": "bad_body", "rule": null});
+            return warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST)
+                .into_response();
+        }
+    };
+    let Some(principal) = principal else {
+        state.limiter.record_failure(client);
+        audit_login(&state, &access, req.username.as_deref(), "bad_credential");
+        return denied_reply(&Denied::new(Reason::BadCredential, None));
+    };
+    audit_login(&state, &access, req.username.as_deref(), "ok");
+    let ttl = policy.session_ttl();
+    let id = state.sessions.create(principal.clone(), ttl);
+    let cookie = set_cookie(&id, ttl, is_https(&access));
+    let next = safe_next(req.next.as_deref());
+    let mut r = if form {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&next).expect("local path"),
+        );
+        r
+    } else {
+        warp::reply::json(&json!({"ok": true, "principal": principal, "next": next}))
+            .into_response()
+    };
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("cookie"),
+    );
+    r
+}
+
+/// One structured line per sign-in attempt; failures are also an
+/// `access.denied` event. Never the token or password.
+fn audit_login(state: &AppState, access: &Access, user: Option<&str>, outcome: &str) {
+    let client = access.facts.client.to_string();
+    if outcome == "ok" {
+        tracing::info!(client = %client, user, outcome, "sign-in");
+    } else {
+        tracing::warn!(client = %client, user, outcome, "sign-in failed");
+        state.hub.server_event(
+            "access.denied",
+            json!({"client": client, "method": "POST", "path": "/api/login", "rule": null, "reason": outcome}),
+        );
+    }
+}
+
+/// POST /api/logout
+pub fn logout(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("api" / "logout")
+        .and(warp::post())
+        .and(with_state(state))
+        .map(|state: AppState| {
+            Endpoint::sync(move |access: Access| {
+                if let Presented::Cookie(id) = &access.presented {
+                    state.sessions.remove(id);
+                    end_session_sockets(&state, id, "signed out");
+                }
+                let mut r = warp::reply::json(&json!({"ok": true})).into_response();
+                r.headers_mut().insert(
+                    header::SET_COOKIE,
+                    HeaderValue::from_str(&clear_cookie(is_https(&access))).expect("cookie"),
+                );
+                r
+            })
+        })
+}
+
+/// Close (4401) every WebSocket opened with session cookie `id`.
+pub fn end_session_sockets(state: &AppState, id: &str, why: &str) -> usize {
+    state.conns.recheck(|a| match &a.presented {
+        Presented::Cookie(c) if c == id => Some(Close::new(4401, why)),
+        _ => None,
+    })
+}
+
+/// Close (4401) every WebSocket whose cookie session has expired.
+pub fn expire_sockets(state: &AppState) -> usize {
+    state.conns.recheck(|a| match &a.presented {
+        Presented::Cookie(c) if state.sessions.get(c).is_none() => {
+            Some(Close::new(4401, "session expired"))
+        }
+        _ => None,
+    })
+}
+
+/// The reply to a `?token=` page visit: a session cookie and a 303 to the
+/// same address without the token.
+pub fn token_visit(state: &AppState, access: &Access) -> Response {
+    let principal = access.principal.clone();
+    let ttl = state.policy().compiled.session_ttl();
+    let id = state.sessions.create(principal, ttl);
+    let rest: Vec<&str> = access
+        .query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
+        .collect();
+    let mut to = access.facts.path.clone();
+    if !rest.is_empty() {
+        to.push('?');
+        to.push_str(&rest.join("&"));
+    }
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&to).unwrap_or(HeaderValue::from_static("/")),
+    );
+    h.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&set_cookie(&id, ttl, is_https(access))).expect("cookie"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(safe_next(Some("/chat?x=1")), "/chat?x=1");
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/%5Cevil.example",
+            "evil",
+            "/\nx",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}

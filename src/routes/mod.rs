@@ -1,0 +1,120 @@
+//! The one route tree, and the one place the gate meets it.
+//!
+//! Routes do not see the request before the gate has decided: each route
+//! function only *matches* (path, method, query, body) and yields an
+//! [`Endpoint`], a deferred handler that receives the gate's [`Access`]. The
+//! tree is then joined to the gate exactly once in [`routes`]:
+//!
+//! ```text
+//! authorize(state).and(tree(state)).then(run) .recover(handle_rejection)
+//! ```
+//!
+//! so a route cannot be added that escapes the gate without editing this
+//! function, and `tests/routes.rs` lists every route of [`ROUTES`] and every
+//! path literal in `src/routes/` to prove each is refused without a
+//! credential in the secure preset.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::gate::{authorize, Access};
+use crate::reject::handle_rejection;
+use crate::state::AppState;
+
+pub mod api;
+pub mod auth;
+pub mod events;
+pub mod web;
+
+type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A matched route waiting for the gate's verdict.
+pub struct Endpoint(Box<dyn FnOnce(Access) -> BoxFuture + Send>);
+
+impl Endpoint {
+    /// An endpoint from an async handler of the caller's [`Access`].
+    pub fn new<F, Fut, R>(f: F) -> Self
+    where
+        F: FnOnce(Access) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: Reply,
+    {
+        Endpoint(Box::new(move |a| {
+            Box::pin(async move { f(a).await.into_response() })
+        }))
+    }
+
+    /// An endpoint from a synchronous handler.
+    pub fn sync<F, R>(f: F) -> Self
+    where
+        F: FnOnce(Access) -> R + Send + 'static,
+        R: Reply + 'static,
+    {
+        Endpoint(Box::new(move |a| {
+            let r = f(a).into_response();
+            Box::pin(async move { r })
+        }))
+    }
+
+    async fn run(self, state: &AppState, access: Access) -> Response {
+        if access.token_visit {
+            return auth::token_visit(state, &access);
+        }
+        (self.0)(access).await
+    }
+}
+
+/// How a route is reached, for the route-listing test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    Ws,
+}
+
+/// Every route of the tree: method, an example path, kind. The route-listing
+/// test requests each one (and a WebSocket upgrade of each) and checks the
+/// gate decided it.
+pub const ROUTES: &[(&str, &str, Kind)] = &[
+    ("GET", "/healthz", Kind::Http),
+    ("GET", "/api/status", Kind::Http),
+    ("GET", "/api/whoami", Kind::Http),
+    ("GET", "/api/policy", Kind::Http),
+    ("GET", "/api/events", Kind::Ws),
+    ("GET", "/api/pub", Kind::Ws),
+    ("POST", "/api/login", Kind::Http),
+    ("POST", "/api/logout", Kind::Http),
+    ("GET", "/api/nonexistent", Kind::Http),
+    ("GET", "/", Kind::Http),
+    ("GET", "/login", Kind::Http),
+    ("GET", "/assets/app.css", Kind::Http),
+];
+
+/// The tree of routes, not yet gated. Private: only [`routes`] may use it.
+fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    api::routes(state.clone())
+        .or(auth::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
+        .unify()
+        // TODO(chat): chat routes join here, before the /api 404.
+        .or(api::not_found())
+        .unify()
+        .or(web::routes(state))
+        .unify()
+}
+
+/// The whole application: the gate, then the tree, then the one rejection
+/// handler. `server::run` serves exactly this.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let st = state.clone();
+    authorize(state.clone())
+        .and(tree(state))
+        .then(move |access: Access, ep: Endpoint| {
+            let st = st.clone();
+            async move { ep.run(&st, access).await }
+        })
+        .recover(handle_rejection)
+}

@@ -1,0 +1,100 @@
+//! Serving: an accept loop over a bound listener (mini-redis `server::run`).
+//!
+//! We run our own loop instead of `warp::serve` for three reasons: the number
+//! of open connections is bounded by a semaphore (SPEC "bounded everything"),
+//! each request carries its TCP peer as a [`Peer`] extension for the gate, and
+//! shutdown can close WebSockets with 1001 before the HTTP side drains.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::conns::Close;
+use crate::gate::Peer;
+use crate::routes::routes;
+use crate::state::AppState;
+
+/// How long shutdown waits for WebSockets to say goodbye and HTTP requests to
+/// finish before it stops waiting (SPEC: exit within 2 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1200);
+
+/// Serve `state` on `listener` until `shutdown` resolves, then close every
+/// WebSocket with 1001, end chat children and drain HTTP connections.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let svc = warp::service(routes(state.clone()));
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = svc.clone();
+        let service = hyper::service::service_fn(move |mut req| {
+            req.extensions_mut().insert(Peer(peer));
+            let mut svc = svc.clone();
+            tower_service::Service::call(&mut svc, req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    housekeeping.abort();
+    tracing::info!("shutting down");
+    state
+        .conns
+        .close_all(Close::new(1001, "server shutting down"));
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    // TODO(chat): end chat children here.
+    while !state.conns.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, graceful.shutdown()).await;
+}
+
+/// How often expired sign-in sessions are swept and their sockets closed.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Periodic upkeep: expire sign-in sessions and close their WebSockets (4401).
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.sessions.sweep() > 0 || !state.conns.is_empty() {
+            crate::routes::auth::expire_sockets(&state);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The server's shared state: the live policy and the hubs every route uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::conns::Conns;
+use crate::events::Hub;
+use crate::limiter::FailureLimiter;
+use crate::policy::CompiledPolicy;
+use crate::sessions::Sessions;
+
+/// Where the policy in force came from, so a reload knows what to read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Preset(String),
+    File(PathBuf),
+}
+
+/// The startup token, kept only as its SHA-256 so a memory dump or a debug
+/// print cannot leak it.
+#[derive(Clone)]
+pub struct StartupToken {
+    sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for StartupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartupToken(<redacted>)")
+    }
+}
+
+impl StartupToken {
+    pub fn new(token: &str) -> Self {
+        Self {
+            sha256: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+
+    /// Constant-time comparison of `candidate` with the token.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        h.ct_eq(&self.sha256).into()
+    }
+}
+
+/// Settings fixed at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address actually bound (port 0 resolved).
+    pub bind: SocketAddr,
+    pub static_dir: PathBuf,
+    pub policy_source: PolicySource,
+    pub startup_token: Option<StartupToken>,
+    /// Length of the failed-credential window (a minute; shorter in tests).
+    pub auth_window: std::time::Duration,
+    /// Most WebSockets open at once.
+    pub max_sockets: usize,
+}
+
+/// A compiled policy and when it took effect.
+pub struct LivePolicy {
+    pub compiled: CompiledPolicy,
+    pub loaded_at: SystemTime,
+}
+
+/// Everything the routes share; cheap to clone as [`AppState`].
+pub struct State {
+    pub config: Config,
+    live: RwLock<Arc<LivePolicy>>,
+    pub hub: Arc<Hub>,
+    pub conns: Arc<Conns>,
+    pub limiter: FailureLimiter,
+    /// Sign-in sessions behind the cookie.
+    pub sessions: Sessions,
+    pub started: Instant,
+    // TODO(chat): the chat session registry goes here.
+}
+
+pub type AppState = Arc<State>;
+
+impl State {
+    pub fn new(config: Config, policy: CompiledPolicy) -> AppState {
+        let hub = Hub::new();
+        Arc::new(Self {
+            limiter: FailureLimiter::new(config.auth_window),
+            sessions: Sessions::default(),
+            conns: Conns::new(config.max_sockets, hub.clone()),
+            hub,
+            config,
+            live: RwLock::new(Arc::new(LivePolicy {
+                compiled: policy,
+                loaded_at: SystemTime::now(),
+            })),
+            started: Instant::now(),
+        })
+    }
+
+    /// The policy in force. Callers keep the `Arc` for the whole request, so
+    /// a reload in the middle never changes a decision half-way.
+    pub fn policy(&self) -> Arc<LivePolicy> {
+        self.live.read().clone()
+    }
+
+    /// Put `policy` in force atomically.
+    pub fn swap_policy(&self, policy: CompiledPolicy) {
+        *self.live.write() = Arc::new(LivePolicy {
+            compiled: policy,
+            loaded_at: SystemTime::now(),
+        });
+    }
+}
+
+/// A filter handing a clone of the state to a route (warp's `todos` pattern).
+pub fn with_state(
+    state: AppState,
+) -> impl warp::Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone {
+    use warp::Filter;
+    warp::any().map(move || state.clone())
+}

@@ -1,0 +1,383 @@
+//! The gate over a real server: the reported bug, presets, source addresses,
+//! Host, Origin, canonical paths, logs and shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(5);
+
+/// The reporter's check: a plain WebSocket handshake on /api/events (and
+/// /api/status alongside), decided the same way in every preset.
+#[tokio::test]
+async fn reported_request_insecure_on_all_interfaces_is_101() {
+    let s = launch().host("0.0.0.0").arg("--insecure").start();
+    assert_eq!(
+        ws_status("127.0.0.1", &s.ws_url("/api/events"), &[]).await,
+        101
+    );
+    let r = http().get(s.url("/api/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn reported_request_secure_without_credential_is_refused_handshake() {
+    let s = launch().start();
+    match ws_connect_from("127.0.0.1", &s.ws_url("/api/events"), &[]).await {
+        Ok(_) => panic!("handshake accepted without a credential"),
+        Err((status, body)) => {
+            assert_eq!(status, 401);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["reason"], "no_credential");
+            assert!(v["rule"].is_string(), "{v}");
+        }
+    }
+    let r = http().get(s.url("/api/status")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"dashgate\"");
+}
+
+#[tokio::test]
+async fn reported_request_secure_with_token_is_101() {
+    let s = launch().start();
+    let token = s.token.clone().expect("open line with token");
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        ws_status(
+            "127.0.0.1",
+            &s.ws_url("/api/events"),
+            &[("authorization", &bearer)]
+        )
+        .await,
+        101
+    );
+    let q = s.ws_url(&format!("/api/events?token={token}"));
+    assert_eq!(ws_status("127.0.0.1", &q, &[]).await, 101);
+    let r = http()
+        .get(s.url("/api/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http()
+        .get(s.url(&format!("/api/status?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bad = http()
+        .get(s.url("/api/status"))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let v: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(v["reason"], "bad_credential");
+}
+
+const LAN_POLICY: &str = r#"
+version: 1
+trusted_proxies: [127.0.0.5]
+rules:
+  - name: the lan box
+    from: [127.0.0.2/32]
+    action: allow
+  - name: nobody else
+    action: deny
+"#;
+
+#[tokio::test]
+async fn lan_by_source_address() {
+    let (_d, path) = policy_file(LAN_POLICY);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let status = |local: &'static str, hdrs: Vec<(&'static str, &'static str)>| {
+        let url = s.url("/api/whoami");
+        async move {
+            let mut r = http_from(local).get(url);
+            for (k, v) in hdrs {
+                r = r.header(k, v);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status("127.0.0.2", vec![]).await, 200);
+    assert_eq!(status("127.0.0.3", vec![]).await, 403);
+    // A spoofed header from an untrusted peer changes nothing.
+    assert_eq!(
+        status("127.0.0.3", vec![("x-forwarded-for", "127.0.0.2")]).await,
+        403
+    );
+    assert_eq!(
+        status("127.0.0.2", vec![("x-forwarded-for", "127.0.0.3")]).await,
+        200
+    );
+    // Through the trusted proxy the forwarded client decides.
+    assert_eq!(
+        status("127.0.0.5", vec![("x-forwarded-for", "127.0.0.2")]).await,
+        200
+    );
+    assert_eq!(
+        status("127.0.0.5", vec![("x-forwarded-for", "127.0.0.3")]).await,
+        403
+    );
+    assert_eq!(status("127.0.0.5", vec![]).await, 403);
+    assert_eq!(
+        status("127.0.0.5", vec![("x-forwarded-for", "not-an-ip")]).await,
+        400
+    );
+    // The WebSocket upgrade is decided the same way.
+    let ws = s.ws_url("/api/events");
+    assert_eq!(ws_status("127.0.0.2", &ws, &[]).await, 101);
+    assert_eq!(ws_status("127.0.0.3", &ws, &[]).await, 403);
+    assert_eq!(
+        ws_status("127.0.0.3", &ws, &[("x-forwarded-for", "127.0.0.2")]).await,
+        403
+    );
+    assert_eq!(
+        ws_status("127.0.0.5", &ws, &[("x-forwarded-for", "127.0.0.2")]).await,
+        101
+    );
+    // whoami says who decided.
+    let v: serde_json::Value = http_from("127.0.0.5")
+        .get(s.url("/api/whoami"))
+        .header("x-forwarded-for", "127.0.0.2")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["client_ip"], "127.0.0.2");
+    assert_eq!(v["peer_ip"], "127.0.0.5");
+    assert_eq!(v["rule"], "the lan box");
+    let r = http_from("127.0.0.3")
+        .get(s.url("/api/status"))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["reason"], "rule_deny");
+    assert_eq!(v["rule"], "nobody else");
+}
+
+#[tokio::test]
+async fn foreign_origin_is_refused_in_every_preset() {
+    let lan = launch()
+        .arg("--policy")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/lan.yaml"));
+    for (name, s) in [
+        (
+            "insecure",
+            launch().host("0.0.0.0").arg("--insecure").start(),
+        ),
+        ("secure", launch().start()),
+        ("lan", lan.start()),
+    ] {
+        let token = s.token.clone().unwrap_or_default();
+        let bearer = format!("Bearer {token}");
+        let auth: Vec<(&str, &str)> = if s.token.is_some() {
+            vec![("authorization", bearer.as_str())]
+        } else {
+            vec![]
+        };
+        let url = s.ws_url("/api/events");
+        let mut evil = auth.clone();
+        evil.push(("origin", "http://evil.example"));
+        match ws_connect_from("127.0.0.1", &url, &evil).await {
+            Ok(_) => panic!("{name}: foreign origin accepted"),
+            Err((st, body)) => {
+                assert_eq!(st, 403, "{name}");
+                assert!(body.contains("origin_not_allowed"), "{name}: {body}");
+            }
+        }
+        let mut null = auth.clone();
+        null.push(("origin", "null"));
+        assert_eq!(ws_status("127.0.0.1", &url, &null).await, 403, "{name}");
+        let same = format!("http://{}", s.addr);
+        let mut own = auth.clone();
+        own.push(("origin", same.as_str()));
+        assert_eq!(ws_status("127.0.0.1", &url, &own).await, 101, "{name}");
+        assert_eq!(ws_status("127.0.0.1", &url, &auth).await, 101, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn foreign_host_is_refused_when_bound_to_loopback() {
+    let s = launch().arg("--insecure").start();
+    let (st, body) = raw_request(
+        s.addr,
+        "GET /api/status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(st, 403);
+    assert!(body.contains("host_not_allowed"), "{body}");
+    let (st, _) = raw_get(s.addr, "/api/status");
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn non_canonical_paths_are_400() {
+    let s = launch().arg("--insecure").start();
+    for p in [
+        "/api/../api/events",
+        "//api/events",
+        "/api%2Fevents",
+        "/api/./status",
+        "/api/%2e%2e/status",
+        "/api%5cstatus",
+    ] {
+        let (st, body) = raw_get(s.addr, p);
+        assert_eq!(st, 400, "{p}");
+        assert!(body.contains("non_canonical_path"), "{p}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_api_path_is_json_404_after_the_gate() {
+    let s = launch().arg("--insecure").start();
+    let r = http().get(s.url("/api/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["reason"], "not_found");
+    // In the secure preset the gate answers first: nothing leaks about routes.
+    let s = launch().start();
+    let r = http().get(s.url("/api/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_log() {
+    let s = launch().env("RUST_LOG", "trace").start();
+    let token = s.token.clone().unwrap();
+    let bad = "wrong-token-Zq8xP3";
+    let c = http();
+    c.get(s.url(&format!("/api/status?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    c.get(s.url(&format!("/api/status?token={bad}")))
+        .send()
+        .await
+        .unwrap();
+    c.get(s.url("/api/status"))
+        .bearer_auth(bad)
+        .send()
+        .await
+        .unwrap();
+    let _ = ws_status(
+        "127.0.0.1",
+        &s.ws_url(&format!("/api/events?token={bad}")),
+        &[],
+    )
+    .await;
+    assert!(s.wait_output("access denied", T));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = s.output();
+    assert_eq!(
+        out.matches(&token).count(),
+        1,
+        "token outside the open line:\n{out}"
+    );
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("open http://") && l.contains(&token)));
+    assert!(!out.contains(bad), "a presented token was logged:\n{out}");
+    assert!(out.contains("?[redacted]"), "{out}");
+}
+
+#[tokio::test]
+async fn denial_is_logged_once_with_rule_and_reason() {
+    let s = launch().start();
+    http().get(s.url("/api/policy")).send().await.unwrap();
+    assert!(s.wait_output("access denied", T));
+    std::thread::sleep(Duration::from_millis(100));
+    let out = s.output();
+    let lines: Vec<_> = out
+        .lines()
+        .filter(|l| l.contains("access denied"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("reason=\"no_credential\"") || lines[0].contains("reason=no_credential"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("/api/policy"));
+    assert!(lines[0].contains("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_with_1001_and_exits_fast() {
+    let mut s = launch().arg("--insecure").start();
+    let mut ws = ws_connect(&s.ws_url("/api/events"), &[]).await.unwrap();
+    // Wait until the socket is registered (its own client.connected event).
+    assert!(wait_text(&mut ws, "client.connected", T).await.is_some());
+    let t0 = Instant::now();
+    s.signal("TERM");
+    let close = close_of(&mut ws, T).await;
+    assert_eq!(close.map(|c| c.0), Some(1001));
+    loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "still running after 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn insecure_and_policy_together_exit_2() {
+    let out = launch()
+        .arg("--insecure")
+        .arg("--policy")
+        .arg("x.yaml")
+        .command()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+}
+
+#[test]
+fn broken_policy_exits_2_with_location() {
+    let (_d, path) = policy_file("version: 1\nrules:\n  - action: alow\n");
+    let out = launch()
+        .arg("--policy")
+        .arg(path.to_str().unwrap())
+        .command()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("policy.yaml:3:"), "{err}");
+}
+
+#[tokio::test]
+async fn hermes_aliases_select_insecure_and_token() {
+    let s = launch().env("HERMES_DASHBOARD_INSECURE", "1").start();
+    assert!(s.token.is_none(), "insecure prints no token line");
+    assert_eq!(
+        ws_status("127.0.0.1", &s.ws_url("/api/events"), &[]).await,
+        101
+    );
+    let s = launch()
+        .env("HERMES_DASHBOARD_SESSION_TOKEN", "kept-across-restarts")
+        .start();
+    assert_eq!(s.token.as_deref(), Some("kept-across-restarts"));
+    let r = http()
+        .get(s.url("/api/status"))
+        .bearer_auth("kept-across-restarts")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["policy"]["preset"], "secure");
+}
