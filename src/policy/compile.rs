@@ -1,9 +1,26 @@
-//! STUB: the policy engine helper replaces this file.
+//! Loading a policy: parse, merge `extends`, validate every value, compile.
+//!
+//! Validation fails closed (SPEC §2): whatever is not understood is an error
+//! naming the file, line, column, key path and what was expected, and no
+//! policy is produced. Positions come from two places: serde_yaml's own for
+//! syntax, type and unknown-key errors, and the marked tree of
+//! [`super::locate`] for everything found after deserialisation.
+
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientView, Decision, Explanation, Facts, ForwardHeaders, Principal, Reason};
+use sha2::{Digest, Sha256};
+
+use super::credentials::{self, Credentials};
+use super::file::{Origins, PolicyFile};
+use super::host::{HostSet, OriginSet};
+use super::locate::{Doc, KeyPath};
+use super::network::{NetSet, Networks};
+use super::rules::{compile_rule, Rule};
+use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
 
 /// What the compiler needs to know about the server: the bind address decides
 /// the default `allowed_hosts` (SPEC §2.3).
@@ -34,64 +51,417 @@ pub struct PolicySummary {
     pub sha256: String,
 }
 
+/// The default `limits.auth_failures_per_minute`.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// How deep `extends` may chain (a preset may extend another preset).
+const MAX_EXTENDS_DEPTH: usize = 4;
+
+/// A policy ready to decide: every network, glob and hash compiled once.
 #[derive(Debug)]
-pub struct CompiledPolicy {}
+pub struct CompiledPolicy {
+    pub(crate) summary: PolicySummary,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) trusted: NetSet,
+    pub(crate) hosts: HostSet,
+    pub(crate) origins: OriginSet,
+    pub(crate) creds: Credentials,
+    pub(crate) auth_failures: u32,
+    /// The merged file with secrets cleared, for `effective()`.
+    pub(crate) merged: PolicyFile,
+}
+
+/// One file of an `extends` chain: the user's file first, then its preset.
+struct Layer {
+    file: PolicyFile,
+    doc: Doc,
+    /// The name errors are reported under (path or `preset:NAME`).
+    source: String,
+    /// Shown by `policy explain` next to each rule: `file` or `preset:NAME`.
+    label: Arc<str>,
+}
+
+/// An error found after parsing: which layer, which key path, and whether to
+/// point at the key itself rather than its value.
+pub(crate) struct Located {
+    layer: usize,
+    path: KeyPath,
+    at_key: bool,
+    message: String,
+}
+
+impl Located {
+    pub(crate) fn value(path: KeyPath, message: String) -> Self {
+        Located {
+            layer: 0,
+            path,
+            at_key: false,
+            message,
+        }
+    }
+    pub(crate) fn key(path: KeyPath, message: String) -> Self {
+        Located {
+            layer: 0,
+            path,
+            at_key: true,
+            message,
+        }
+    }
+    pub(crate) fn in_layer(mut self, layer: usize) -> Self {
+        self.layer = layer;
+        self
+    }
+}
+
+fn error_at(source: &str, (line, col): (usize, usize), message: String) -> PolicyError {
+    PolicyError {
+        file: source.to_owned(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// serde_yaml writes " at line L column C" into its messages (once or, for
+/// libyaml's errors, twice); the position goes up front instead.
+fn strip_position(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let after = after.trim_start_matches(|c: char| c.is_ascii_digit());
+        let after = after.strip_prefix(" column ").unwrap_or(after);
+        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parse one file: the located tree first (it catches duplicate and empty
+/// keys that serde would accept), then the typed form.
+fn parse_layer(text: &str, source: &str) -> Result<(PolicyFile, Doc), PolicyError> {
+    let serde_err = |e: serde_yaml::Error| {
+        let at = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        error_at(source, at, strip_position(&e.to_string()))
+    };
+    let doc = match Doc::parse(text) {
+        Ok(doc) => doc,
+        Err((line, col, msg)) => {
+            // libyaml's wording is the more familiar one; fall back to ours.
+            return Err(match serde_yaml::from_str::<PolicyFile>(text) {
+                Err(e) => serde_err(e),
+                Ok(_) => error_at(source, (line, col), format!("YAML syntax error: {msg}")),
+            });
+        }
+    };
+    if let Err((path, line, col, msg)) = doc.check_keys() {
+        return Err(error_at(source, (line, col), format!("{path}: {msg}")));
+    }
+    let file: PolicyFile = serde_yaml::from_str(text).map_err(serde_err)?;
+    if file.version != 1 {
+        let at = doc.locate(&KeyPath::root().key("version"));
+        let msg = format!("version: unsupported version {} (expected 1)", file.version);
+        return Err(error_at(source, at, msg));
+    }
+    Ok((file, doc))
+}
+
+fn load_layers(
+    text: &str,
+    source: &str,
+    label: &str,
+    depth: usize,
+) -> Result<Vec<Layer>, PolicyError> {
+    let (file, doc) = parse_layer(text, source)?;
+    if file.rules.is_empty() && file.extends.is_none() {
+        let path = KeyPath::root().key("rules");
+        let msg = "rules: no rules (expected at least one rule, or `extends:` a preset); \
+                   with no rule every request is denied";
+        return Err(error_at(source, doc.locate_key(&path), msg.to_owned()));
+    }
+    let extends = file.extends.clone();
+    let mut layers = vec![Layer {
+        file,
+        doc,
+        source: source.to_owned(),
+        label: label.into(),
+    }];
+    if let Some(name) = extends {
+        let at = layers[0].doc.locate(&KeyPath::root().key("extends"));
+        let Some(text) = presets::preset_text(&name) else {
+            let msg = format!(
+                "extends: unknown preset {name:?} (expected one of {})",
+                presets::names()
+            );
+            return Err(error_at(source, at, msg));
+        };
+        if depth >= MAX_EXTENDS_DEPTH {
+            return Err(error_at(
+                source,
+                at,
+                "extends: presets extend each other too deeply".into(),
+            ));
+        }
+        let label = format!("preset:{name}");
+        layers.extend(load_layers(text, &label, &label, depth + 1)?);
+    }
+    Ok(layers)
+}
 
 impl CompiledPolicy {
+    /// Read and compile a policy file.
+    ///
     /// # Errors
     /// A [`PolicyError`] naming file:line:col.
-    pub fn load_file(_path: &Path, _ctx: &LoadContext) -> Result<Self, PolicyError> {
-        todo!()
+    pub fn load_file(path: &Path, ctx: &LoadContext) -> Result<Self, PolicyError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error_at(&source, (1, 1), format!("cannot read the policy file: {e}")))?;
+        Self::from_str(&text, &source, ctx)
     }
+
+    /// Compile an embedded preset (`secure`, `insecure`, `lan`).
+    ///
     /// # Errors
     /// Unknown preset name.
-    pub fn preset(_name: &str, _ctx: &LoadContext) -> Result<Self, PolicyError> {
-        todo!()
+    pub fn preset(name: &str, ctx: &LoadContext) -> Result<Self, PolicyError> {
+        let source = format!("preset:{name}");
+        let text = presets::preset_text(name).ok_or_else(|| {
+            let msg = format!(
+                "unknown preset {name:?} (expected one of {})",
+                presets::names()
+            );
+            error_at(&source, (1, 1), msg)
+        })?;
+        let mut policy = Self::from_str(text, &source, ctx)?;
+        policy.summary.preset = Some(name.to_owned());
+        Ok(policy)
     }
+
+    /// Compile policy text; `source` names it in errors and the summary.
+    ///
     /// # Errors
     /// A [`PolicyError`] naming `source`:line:col.
-    pub fn from_str(_text: &str, _source: &str, _ctx: &LoadContext) -> Result<Self, PolicyError> {
-        todo!()
+    #[allow(clippy::should_implement_trait)] // needs a source name and a context
+    pub fn from_str(text: &str, source: &str, ctx: &LoadContext) -> Result<Self, PolicyError> {
+        let label = if source.starts_with("preset:") {
+            source
+        } else {
+            "file"
+        };
+        let layers = load_layers(text, source, label, 0)?;
+        let mut policy = compile(&layers, ctx).map_err(|e| {
+            let layer = &layers[e.layer];
+            let at = if e.at_key {
+                layer.doc.locate_key(&e.path)
+            } else {
+                layer.doc.locate(&e.path)
+            };
+            let prefix = if e.path.0.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path)
+            };
+            error_at(&layer.source, at, format!("{prefix}{}", e.message))
+        })?;
+        policy.summary = PolicySummary {
+            source: source.to_owned(),
+            preset: layers[0].file.extends.clone(),
+            rules: policy.rules.len(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        };
+        Ok(policy)
     }
-    pub fn decide(&self, _facts: &Facts) -> Decision {
-        todo!()
-    }
-    pub fn explain(&self, _facts: &Facts) -> Explanation {
-        todo!()
-    }
+
+    /// The client after SPEC §2.2.
+    ///
     /// # Errors
     /// `Reason::BadForwardingHeader` for a malformed entry from a trusted proxy.
-    pub fn client(&self, _peer: IpAddr, _fwd: &ForwardHeaders) -> Result<ClientView, Reason> {
-        todo!()
+    pub fn client(&self, peer: IpAddr, fwd: &ForwardHeaders) -> Result<ClientView, Reason> {
+        self.client_detailed(peer, fwd)
+            .map_err(|_| Reason::BadForwardingHeader)
     }
-    pub fn is_trusted_proxy(&self, _ip: IpAddr) -> bool {
-        todo!()
+
+    /// Like [`Self::client`], with the malformed entry named (for logs and
+    /// `policy explain`).
+    ///
+    /// # Errors
+    /// A message naming the malformed header entry.
+    pub fn client_detailed(
+        &self,
+        peer: IpAddr,
+        fwd: &ForwardHeaders,
+    ) -> Result<ClientView, String> {
+        super::client_ip::resolve(&self.trusted, peer, fwd)
     }
-    pub fn verify_token(&self, _token: &str) -> Option<Principal> {
-        todo!()
+
+    /// Whether `ip` is listed in `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted.contains(ip)
     }
-    pub fn verify_password(&self, _user: &str, _password: &str) -> Option<Principal> {
-        todo!()
+    /// The principal of a token listed under `credentials.tokens`.
+    pub fn verify_token(&self, token: &str) -> Option<Principal> {
+        self.creds.verify_token(token)
     }
+    /// The principal of a user whose password checks out (slow: argon2).
+    pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
+        self.creds.verify_password(user, password)
+    }
+    /// Whether the startup token is accepted (`credentials.startup_token`).
     pub fn startup_token_enabled(&self) -> bool {
-        todo!()
+        self.creds.startup_token
     }
+    /// The header a trusted proxy names the user in, if configured.
     pub fn forward_auth_header(&self) -> Option<&str> {
-        todo!()
+        self.creds.forward_auth.as_deref()
     }
+    /// How long a sign-in lasts.
     pub fn session_ttl(&self) -> Duration {
-        todo!()
+        self.creds.session_ttl
     }
+    /// Failed authentications per client IP per minute before 429.
     pub fn auth_failures_per_minute(&self) -> u32 {
-        todo!()
+        self.auth_failures
     }
+    /// Whether any rule can ask for a credential (then the server prints
+    /// the `open …?token=` line at start).
     pub fn can_require_auth(&self) -> bool {
-        todo!()
+        self.rules
+            .iter()
+            .any(|r| r.action == super::Action::Authenticate)
     }
+    /// Source, preset, rule count and hash, for `/api/status`.
     pub fn summary(&self) -> PolicySummary {
-        todo!()
+        self.summary.clone()
     }
+    /// The merged policy (`extends` applied) as JSON, secrets removed:
+    /// token and password hashes are dropped, names kept.
     pub fn effective(&self) -> serde_json::Value {
-        todo!()
+        serde_json::to_value(&self.merged).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// The first layer (the user's file before its presets) that sets a field.
+fn first<'a, T>(
+    layers: &'a [Layer],
+    get: impl Fn(&'a PolicyFile) -> Option<&'a T>,
+) -> Option<(usize, &'a T)> {
+    layers
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| get(&l.file).map(|v| (i, v)))
+}
+
+fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Located> {
+    let root = KeyPath::root();
+
+    // Networks: the file wins over its presets on a shared name.
+    let mut defs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut owner: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, layer) in layers.iter().enumerate().rev() {
+        for (name, entries) in &layer.file.networks {
+            defs.insert(name.clone(), entries.clone());
+            owner.insert(name.clone(), i);
+        }
+    }
+    let net_err = |e: super::network::NetError| {
+        let (name, idx) = e.at.expect("definition errors name their network");
+        let path = root.key("networks").key(&name);
+        let layer = owner[&name];
+        match idx {
+            Some(i) => Located::value(path.index(i), e.message).in_layer(layer),
+            None => Located::key(path, e.message).in_layer(layer),
+        }
+    };
+    let mut nets = Networks::new(&defs).map_err(net_err)?;
+    // Resolve every definition, used or not: nothing is skipped silently.
+    for name in defs.keys() {
+        nets.resolve_list(std::slice::from_ref(name))
+            .map_err(|(_, e)| net_err(e))?;
+    }
+
+    let trusted = match first(layers, |f| f.trusted_proxies.as_ref()) {
+        None => NetSet::default(),
+        Some((l, list)) => nets.resolve_list(list).map_err(|(i, e)| {
+            Located::value(root.key("trusted_proxies").index(i), e.message).in_layer(l)
+        })?,
+    };
+
+    let hosts = match first(layers, |f| f.allowed_hosts.as_ref()) {
+        None => HostSet::default_for(ctx.bind),
+        Some((l, list)) if list.is_empty() => {
+            let msg = "empty list (expected at least one host; remove the key for the default)";
+            return Err(Located::value(root.key("allowed_hosts"), msg.into()).in_layer(l));
+        }
+        Some((l, list)) => HostSet::from_list(list)
+            .map_err(|(i, m)| Located::value(root.key("allowed_hosts").index(i), m).in_layer(l))?,
+    };
+
+    let origins = match first(layers, |f| f.allowed_origins.as_ref()) {
+        None | Some((_, Origins::SameHost)) => OriginSet::default(),
+        Some((l, Origins::List(list))) => OriginSet::from_list(list).map_err(|(i, m)| {
+            Located::value(root.key("allowed_origins").index(i), m).in_layer(l)
+        })?,
+    };
+
+    let (creds, merged_creds) =
+        credentials::compile(layers.iter().map(|l| l.file.credentials.as_ref()))?;
+
+    let auth_failures = match first(layers, |f| {
+        f.limits.as_ref()?.auth_failures_per_minute.as_ref()
+    }) {
+        None => DEFAULT_AUTH_FAILURES_PER_MINUTE,
+        Some((l, &n)) => u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+            let path = root.key("limits").key("auth_failures_per_minute");
+            Located::value(
+                path,
+                format!("{n} is not allowed (expected a positive whole number, such as 10)"),
+            )
+            .in_layer(l)
+        })?,
+    };
+
+    let mut rules = Vec::new();
+    let mut merged_rules = Vec::new();
+    for (l, layer) in layers.iter().enumerate() {
+        for (i, rf) in layer.file.rules.iter().enumerate() {
+            let path = root.key("rules").index(i);
+            let rule = compile_rule(rf, rules.len() + 1, &layer.label, &mut nets, &path)
+                .map_err(|e| e.in_layer(l))?;
+            let mut shown = rf.clone();
+            shown.name = Some(rule.name.to_string());
+            merged_rules.push(shown);
+            rules.push(rule);
+        }
+    }
+
+    let merged = PolicyFile {
+        version: 1,
+        extends: layers[0].file.extends.clone(),
+        networks: defs.clone(),
+        trusted_proxies: first(layers, |f| f.trusted_proxies.as_ref()).map(|(_, v)| v.clone()),
+        allowed_hosts: first(layers, |f| f.allowed_hosts.as_ref()).map(|(_, v)| v.clone()),
+        allowed_origins: first(layers, |f| f.allowed_origins.as_ref()).map(|(_, v)| v.clone()),
+        credentials: Some(merged_creds),
+        limits: Some(super::file::LimitsFile {
+            auth_failures_per_minute: Some(i64::from(auth_failures)),
+        }),
+        rules: merged_rules,
+    };
+    Ok(CompiledPolicy {
+        summary: PolicySummary {
+            source: String::new(),
+            preset: None,
+            rules: rules.len(),
+            sha256: String::new(),
+        },
+        rules,
+        trusted,
+        hosts,
+        origins,
+        creds,
+        auth_failures,
+        merged,
+    })
 }

@@ -7,22 +7,27 @@
 //! route, transport and preset, and what keeps `decide` under a microsecond.
 //!
 //! Submodules:
-//! * `file`      – serde types of the YAML (DSL version 1), strict.
-//! * `compile`   – validation and the compiled form, errors with file:line:col.
-//! * `network`   – compiled CIDR sets (merged, sorted, binary-searched).
-//! * `client_ip` – peer + trusted proxies + forwarding headers -> client.
-//! * `presets`   – the embedded `secure`, `insecure`, `lan` files.
-//! * `explain`   – why each rule matched or missed.
+//! * `file`        – serde types of the YAML (DSL version 1), strict.
+//! * `locate`      – a marked YAML tree: where each key path sits (line:col).
+//! * `compile`     – loading, `extends` merging, validation, errors with file:line:col.
+//! * `rules`       – the compiled rules and `decide` (pre-rule checks, first match).
+//! * `network`     – compiled CIDR sets (merged, sorted, binary-searched).
+//! * `glob`        – the canonical-path check and the `paths` globs.
+//! * `host`        – the Host and Origin checks.
+//! * `credentials` – tokens (SHA-256), users (argon2id), session lifetime.
+//! * `client_ip`   – peer + trusted proxies + forwarding headers -> client.
+//! * `presets`     – the embedded `secure`, `insecure`, `lan` files.
+//! * `explain`     – why each rule matched or missed.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which protocol a request arrived on. A WebSocket upgrade is a `GET`
 /// decided by the same rules; `transport` exists only for the rare rule that
 /// must tell the two apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Http,
@@ -83,7 +88,7 @@ pub struct Facts {
 }
 
 /// The action a rule takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
@@ -147,12 +152,19 @@ pub struct Decision {
 
 mod client_ip;
 mod compile;
+mod credentials;
 mod explain;
-mod file;
-mod network;
+pub mod file;
+mod glob;
+mod host;
+mod locate;
+pub mod network;
 mod presets;
+mod rules;
 
 pub use client_ip::{ClientView, ForwardHeaders};
 pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
-pub use explain::Explanation;
-pub use presets::PRESETS;
+pub use credentials::{hash_password, DEFAULT_SESSION_TTL};
+pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
+pub use glob::{non_canonical, strip_query};
+pub use presets::{preset_text, PRESETS};

@@ -1,0 +1,293 @@
+//! `credentials:` compiled: bearer tokens (as SHA-256), users (argon2id),
+//! forward auth, session lifetime, and the checks the gate calls before
+//! `decide`.
+//!
+//! Why SHA-256 for tokens and argon2id for passwords: tokens are 32 random
+//! bytes, so a fast hash cannot be brute-forced and keeps every request
+//! cheap; passwords are chosen by people, so they get a slow, salted hash and
+//! are only checked at sign-in.
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::compile::Located;
+use super::file::{CredentialsFile, TokenFile, UserFile};
+use super::locate::KeyPath;
+use super::Principal;
+
+/// The default `session_ttl`.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// The compiled credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct Credentials {
+    pub startup_token: bool,
+    pub tokens: Vec<(String, [u8; 32])>,
+    /// (name, PHC string), checked to parse as argon2id at load.
+    pub users: Vec<(String, String)>,
+    pub forward_auth: Option<String>,
+    pub session_ttl: Duration,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            startup_token: true,
+            tokens: Vec::new(),
+            users: Vec::new(),
+            forward_auth: None,
+            session_ttl: DEFAULT_SESSION_TTL,
+        }
+    }
+}
+
+impl Credentials {
+    /// The principal of a bearer token listed under `tokens`. Every stored
+    /// hash is compared, in constant time, so timing tells nothing about
+    /// which one (or whether one) matched.
+    pub fn verify_token(&self, token: &str) -> Option<Principal> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (name, hash) in &self.tokens {
+            if bool::from(hash.ct_eq(&digest)) && found.is_none() {
+                found = Some(name);
+            }
+        }
+        found.map(|name| Principal::Token { name: name.clone() })
+    }
+
+    /// The principal of a user whose password checks out. An unknown user
+    /// still costs one argon2 verification, so response times do not tell
+    /// which user names exist.
+    pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
+        let (name, phc, known) = match self.users.iter().find(|(n, _)| n == user) {
+            Some((n, h)) => (n, h, true),
+            None => {
+                let (n, h) = self.users.first()?;
+                (n, h, false)
+            }
+        };
+        let hash = PasswordHash::new(phc).ok()?;
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok();
+        (ok && known).then(|| Principal::User { name: name.clone() })
+    }
+}
+
+/// Merge and check `credentials` of an `extends` chain, the user's file
+/// first: a scalar is taken from the first layer that sets it, tokens and
+/// users are united with the earlier layer winning on a shared name. Also
+/// returns the merged section with every hash cleared, for `/api/policy`.
+///
+/// # Errors
+/// The first bad value, located in its layer.
+pub(crate) fn compile<'a>(
+    layers: impl Iterator<Item = Option<&'a CredentialsFile>>,
+) -> Result<(Credentials, CredentialsFile), Located> {
+    let base = KeyPath::root().key("credentials");
+    let mut creds = Credentials::default();
+    let mut shown = CredentialsFile::default();
+    let (mut startup, mut fwd, mut ttl) = (None, None, None);
+    for (l, c) in layers.enumerate() {
+        let Some(c) = c else { continue };
+        startup = startup.or(c.startup_token);
+        if let (None, Some(f)) = (&fwd, &c.forward_auth) {
+            if !valid_header_name(&f.user_header) {
+                let path = base.key("forward_auth").key("user_header");
+                let msg = format!(
+                    "{:?} is not a header name (expected a name such as Remote-User)",
+                    f.user_header
+                );
+                return Err(Located::value(path, msg).in_layer(l));
+            }
+            fwd = Some(f.clone());
+        }
+        if let (None, Some(t)) = (&ttl, &c.session_ttl) {
+            let d =
+                parse_ttl(t).map_err(|m| Located::value(base.key("session_ttl"), m).in_layer(l))?;
+            ttl = Some((t.clone(), d));
+        }
+        let mut seen = Vec::new();
+        for (i, t) in c.tokens.iter().flatten().enumerate() {
+            let path = base.key("tokens").index(i);
+            check_name(&t.name, &mut seen, &path, "token").map_err(|e| e.in_layer(l))?;
+            let hash = parse_sha256(&t.sha256)
+                .map_err(|m| Located::value(path.key("sha256"), m).in_layer(l))?;
+            if !creds.tokens.iter().any(|(n, _)| *n == t.name) {
+                creds.tokens.push((t.name.clone(), hash));
+                let entry = TokenFile {
+                    name: t.name.clone(),
+                    sha256: String::new(),
+                };
+                shown.tokens.get_or_insert_with(Vec::new).push(entry);
+            }
+        }
+        let mut seen = Vec::new();
+        for (i, u) in c.users.iter().flatten().enumerate() {
+            let path = base.key("users").index(i);
+            check_name(&u.name, &mut seen, &path, "user").map_err(|e| e.in_layer(l))?;
+            check_password_hash(&u.password_hash)
+                .map_err(|m| Located::value(path.key("password_hash"), m).in_layer(l))?;
+            if !creds.users.iter().any(|(n, _)| *n == u.name) {
+                creds.users.push((u.name.clone(), u.password_hash.clone()));
+                let entry = UserFile {
+                    name: u.name.clone(),
+                    password_hash: String::new(),
+                };
+                shown.users.get_or_insert_with(Vec::new).push(entry);
+            }
+        }
+    }
+    creds.startup_token = startup.unwrap_or(true);
+    creds.forward_auth = fwd.as_ref().map(|f| f.user_header.clone());
+    creds.session_ttl = ttl.as_ref().map_or(DEFAULT_SESSION_TTL, |(_, d)| *d);
+    shown.startup_token = Some(creds.startup_token);
+    shown.forward_auth = fwd;
+    shown.session_ttl = Some(ttl.map_or_else(|| "12h".to_owned(), |(t, _)| t));
+    Ok((creds, shown))
+}
+
+fn check_name(
+    name: &str,
+    seen: &mut Vec<String>,
+    path: &KeyPath,
+    what: &str,
+) -> Result<(), Located> {
+    if name.trim().is_empty() {
+        return Err(Located::value(
+            path.key("name"),
+            format!("empty {what} name (expected a name)"),
+        ));
+    }
+    if seen.iter().any(|n| n == name) {
+        return Err(Located::value(
+            path.key("name"),
+            format!("duplicate {what} name {name:?} (each name may be given once)"),
+        ));
+    }
+    seen.push(name.to_owned());
+    Ok(())
+}
+
+/// Parse a token's `sha256`: 64 hex digits, either case.
+///
+/// # Errors
+/// What was expected.
+pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 || hex::decode_to_slice(s, &mut out).is_err() {
+        return Err(format!(
+            "{s:?} is not a SHA-256 (expected 64 hex digits; `dashgate token` prints a ready line)"
+        ));
+    }
+    Ok(out)
+}
+
+/// Check that `s` is an argon2id PHC string with valid parameters.
+///
+/// # Errors
+/// What was expected.
+pub fn check_password_hash(s: &str) -> Result<(), String> {
+    let expected = "expected an argon2id PHC string such as $argon2id$v=19$m=19456,t=2,p=1$…; \
+                    `dashgate hash-password` prints one";
+    let hash =
+        PasswordHash::new(s).map_err(|e| format!("malformed password hash: {e} ({expected})"))?;
+    if hash.algorithm != argon2::ARGON2ID_IDENT {
+        return Err(format!(
+            "password hash uses {} ({expected})",
+            hash.algorithm
+        ));
+    }
+    if hash.hash.is_none() || hash.salt.is_none() {
+        return Err(format!("password hash has no salt or no hash ({expected})"));
+    }
+    argon2::Params::try_from(&hash)
+        .map_err(|e| format!("bad argon2 parameters: {e} ({expected})"))?;
+    Ok(())
+}
+
+/// Hash a password with argon2id and a fresh random salt.
+///
+/// # Errors
+/// Only if argon2 refuses its own default parameters (it does not).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Parse a duration like `30s`, `15m`, `12h`, `7d`.
+///
+/// # Errors
+/// What was expected.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let err = || {
+        format!("{s:?} is not a duration (expected a positive number and a unit s, m, h or d, such as 12h)")
+    };
+    let s = s.trim();
+    let unit = match s.chars().last().ok_or_else(err)? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return Err(err()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| err())?;
+    if n == 0 || s.starts_with('+') {
+        return Err(err());
+    }
+    n.checked_mul(unit).map(Duration::from_secs).ok_or_else(err)
+}
+
+/// Whether `s` is a valid HTTP header name (RFC 9110 token).
+pub fn valid_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl() {
+        assert_eq!(parse_ttl("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for bad in ["", "12", "h", "0h", "-1h", "1.5h", "12 hours", "+3h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_and_passwords() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // "test"
+        let creds = Credentials {
+            tokens: vec![("ci".into(), parse_sha256(hex).unwrap())],
+            users: vec![("alice".into(), hash_password("s3cret").unwrap())],
+            ..Credentials::default()
+        };
+        assert_eq!(
+            creds.verify_token("test"),
+            Some(Principal::Token { name: "ci".into() })
+        );
+        assert_eq!(creds.verify_token("tesT"), None);
+        assert!(parse_sha256(&hex.to_uppercase()).is_ok());
+        assert!(parse_sha256(&hex[1..]).is_err());
+        let phc = &creds.users[0].1;
+        check_password_hash(phc).unwrap();
+        assert!(creds.verify_password("alice", "s3cret").is_some());
+        assert!(creds.verify_password("alice", "wrong").is_none());
+        assert!(creds.verify_password("bob", "s3cret").is_none());
+        assert!(check_password_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA").is_err());
+        assert!(check_password_hash("hunter2").is_err());
+    }
+}

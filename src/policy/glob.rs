@@ -1,0 +1,283 @@
+//! Request paths: the canonical-path check of SPEC §2.3 and the compiled
+//! `paths` globs that rules match against the very same raw string.
+//!
+//! Why refuse rather than normalise: if the gate decided on a normalised path
+//! and the router saw the raw one (or the reverse), `/api/../login` or
+//! `/%61pi/ws` could be decided as one route and served as another. A path
+//! is accepted only when it has a single spelling, so the rules and warp's
+//! router see the same string.
+
+/// Why a path is not canonical, for `policy explain`; `None` when it is.
+pub fn non_canonical(raw: &str) -> Option<&'static str> {
+    let path = strip_query(raw);
+    if !path.starts_with('/') {
+        return Some("does not start with '/'");
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Some("contains a raw '\\'"),
+            0 => return Some("contains a NUL byte"),
+            c if c < 0x20 || c == 0x7f => return Some("contains a control character"),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                    let h = std::str::from_utf8(h).ok()?;
+                    u8::from_str_radix(h, 16).ok()
+                });
+                match hex {
+                    None => return Some("contains a malformed %-escape"),
+                    Some(b'/') => return Some("contains an encoded '/' (%2F)"),
+                    Some(b'\\') => return Some("contains an encoded '\\' (%5C)"),
+                    Some(0) => return Some("contains an encoded NUL (%00)"),
+                    Some(c) if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => {
+                        return Some("percent-encodes an unreserved character (such as %2E or %61)")
+                    }
+                    Some(_) => i += 3,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    let segs: Vec<&str> = path[1..].split('/').collect();
+    let last = segs.len() - 1;
+    for (n, seg) in segs.iter().enumerate() {
+        match *seg {
+            "" if n != last => return Some("has an empty segment ('//')"),
+            "." | ".." => return Some("has a '.' or '..' segment"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The path without anything from the first `?` or `#` on: the query and the
+/// fragment are never part of what rules match.
+pub fn strip_query(raw: &str) -> &str {
+    match raw.find(['?', '#']) {
+        Some(i) => &raw[..i],
+        None => raw,
+    }
+}
+
+/// The segments of a canonical path: `/` is `[""]`, `/a/` is `["a", ""]`.
+pub fn segments(path: &str) -> impl Iterator<Item = &str> + Clone {
+    path.get(1..).unwrap_or("").split('/')
+}
+
+/// One compiled segment of a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GSeg {
+    /// Exactly this segment.
+    Lit(String),
+    /// `*`: exactly one non-empty segment.
+    One,
+    /// `*.js`, `app-*`: one segment; `*` stands for any characters in it.
+    Wild(Vec<String>),
+    /// `**`: any number of segments, zero included.
+    Deep,
+}
+
+/// A compiled `paths` glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathGlob {
+    segs: Vec<GSeg>,
+}
+
+impl PathGlob {
+    /// Compile a glob.
+    ///
+    /// # Errors
+    /// A glob that could never match a canonical path.
+    pub fn parse(glob: &str) -> Result<PathGlob, String> {
+        if !glob.starts_with('/') {
+            return Err(format!(
+                "{glob:?} does not start with '/' (expected a path such as /api/**)"
+            ));
+        }
+        if glob.contains(['?', '#']) {
+            return Err(format!(
+                "{glob:?} contains '?' or '#' (queries and fragments are never matched; expected a path)"
+            ));
+        }
+        if let Some(why) = non_canonical(glob) {
+            return Err(format!(
+                "{glob:?} {why}, so it could never match a request (paths must be canonical)"
+            ));
+        }
+        let mut segs = Vec::new();
+        for seg in segments(glob) {
+            let g = match seg {
+                "**" => GSeg::Deep,
+                "*" => GSeg::One,
+                s if s.contains("**") => {
+                    return Err(format!(
+                        "{glob:?}: '**' must be a whole segment (as in /assets/**)"
+                    ))
+                }
+                s if s.contains('*') => GSeg::Wild(s.split('*').map(str::to_owned).collect()),
+                s => GSeg::Lit(s.to_owned()),
+            };
+            // `**/**` is `**`.
+            if !(g == GSeg::Deep && segs.last() == Some(&GSeg::Deep)) {
+                segs.push(g);
+            }
+        }
+        Ok(PathGlob { segs })
+    }
+
+    /// Whether the canonical path's segments match. Greedy with one
+    /// backtrack point per `**`, linear in practice: every other segment
+    /// kind consumes exactly one path segment.
+    pub fn matches<'p>(&self, path: impl Iterator<Item = &'p str> + Clone) -> bool {
+        let (pat, mut rest) = (&self.segs[..], path);
+        let mut pi = 0;
+        let mut backtrack: Option<(usize, _)> = None;
+        loop {
+            let mut peek = rest.clone();
+            match (pat.get(pi), peek.next()) {
+                (Some(GSeg::Deep), _) => {
+                    pi += 1;
+                    backtrack = Some((pi, rest.clone()));
+                    continue;
+                }
+                (Some(g), Some(seg)) if seg_matches(g, seg) => {
+                    pi += 1;
+                    rest = peek;
+                    continue;
+                }
+                (None, None) => return true,
+                _ => {}
+            }
+            // Mismatch: let the last `**` swallow one more segment.
+            match backtrack.as_mut() {
+                Some((bpi, brest)) => {
+                    if brest.next().is_none() {
+                        return false;
+                    }
+                    pi = *bpi;
+                    rest = brest.clone();
+                }
+                None => return false,
+            }
+        }
+    }
+}
+
+fn seg_matches(g: &GSeg, seg: &str) -> bool {
+    match g {
+        GSeg::Lit(l) => l == seg,
+        GSeg::One => !seg.is_empty(),
+        GSeg::Wild(parts) => wild(parts, seg),
+        GSeg::Deep => true,
+    }
+}
+
+/// `parts` are the pieces between `*`s: the first must be a prefix, the last
+/// a suffix, the middle ones appear in order.
+fn wild(parts: &[String], s: &str) -> bool {
+    let (first, last) = (&parts[0], &parts[parts.len() - 1]);
+    if s.len() < first.len() + last.len()
+        || !s.starts_with(first.as_str())
+        || !s.ends_with(last.as_str())
+    {
+        return false;
+    }
+    let mut mid = &s[first.len()..s.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match mid.find(p.as_str()) {
+            Some(i) => mid = &mid[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The HTTP methods a rule may name, as bits of a mask.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The bit of a method, 0 for one that no rule can name.
+#[inline]
+pub fn method_bit(m: &str) -> u16 {
+    METHODS.iter().position(|k| *k == m).map_or(0, |i| 1 << i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(glob: &str, path: &str) -> bool {
+        PathGlob::parse(glob).unwrap().matches(segments(path))
+    }
+
+    #[test]
+    fn canonical_paths() {
+        for ok in [
+            "/",
+            "/api/",
+            "/api/ws",
+            "/a%20b",
+            "/%C3%A9",
+            "/a?x=/../",
+            "/a#//",
+            "/x/%25",
+        ] {
+            assert_eq!(non_canonical(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "api",
+            "//",
+            "/a//b",
+            "/./a",
+            "/a/..",
+            "/a/../b",
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a%5cb",
+            "/a\\b",
+            "/a\0b",
+            "/a%00",
+            "/%2e%2e/x",
+            "/%2E",
+            "/%61pi",
+            "/a%zz",
+            "/a%4",
+        ] {
+            assert!(non_canonical(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(m("/healthz", "/healthz"));
+        assert!(!m("/healthz", "/healthz/"));
+        assert!(!m("/healthz", "/healthzz"));
+        assert!(m("/api/*", "/api/ws"));
+        assert!(!m("/api/*", "/api/"));
+        assert!(!m("/api/*", "/api/a/b"));
+        assert!(m("/api/**", "/api"));
+        assert!(m("/api/**", "/api/"));
+        assert!(m("/api/**", "/api/a/b/c"));
+        assert!(!m("/api/**", "/apix"));
+        assert!(m("/**", "/"));
+        assert!(m("/**/ws", "/api/x/ws"));
+        assert!(m("/**/ws", "/ws"));
+        assert!(!m("/**/ws", "/api/wss"));
+        assert!(m("/a/**/b/**/c", "/a/x/b/y/b/z/c"));
+        assert!(m("/assets/*.js", "/assets/app.js"));
+        assert!(!m("/assets/*.js", "/assets/app.css"));
+        assert!(!m("/assets/*.js", "/assets/x/app.js"));
+        assert!(m("/assets/app-*-min.*", "/assets/app-1.2-min.js"));
+    }
+
+    #[test]
+    fn bad_globs() {
+        for bad in ["api/**", "/a//b", "/a/../b", "/a**", "/a?b", "/%2e"] {
+            assert!(PathGlob::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Where each node of a policy file sits, so that every error can name a
+//! line and a column.
+//!
+//! serde_yaml reports positions for syntax, type and unknown-field errors,
+//! but the interesting errors (an unknown network name, a CIDR with host bits
+//! set, a malformed hash) are found after deserialisation, when the positions
+//! are gone. So the text is parsed a second time with yaml-rust2's marked
+//! event API into a small tree of [`Node`]s, and a semantic error carries the
+//! key path (`rules[2].from[0]`) that is looked up here.
+//!
+//! The tree also catches what serde silently accepts: a key given twice in
+//! one mapping (serde keeps the last one, so a second `home:` network would
+//! quietly replace the first) and a key with no value (`from:` alone would
+//! deserialise to "absent", which matches every address: fail open).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// One step of a key path: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from the document root to a node, displayed as `rules[2].from[0]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    /// The root path.
+    pub fn root() -> Self {
+        KeyPath(Vec::new())
+    }
+    /// This path with a key appended.
+    pub fn key(&self, k: &str) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Key(k.to_owned()));
+        KeyPath(v)
+    }
+    /// This path with an index appended.
+    pub fn index(&self, i: usize) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Index(i));
+        KeyPath(v)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a node holds.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    /// A scalar; `null` is true for a plain empty, `~` or `null` value.
+    Scalar {
+        null: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, String, Node)>),
+}
+
+/// A node and where it starts (1-based line and column).
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub line: usize,
+    pub col: usize,
+    pub kind: Kind,
+}
+
+/// The located tree of one document.
+#[derive(Debug, Default)]
+pub(crate) struct Doc {
+    root: Option<Node>,
+}
+
+/// A syntax error found while building the tree: (line, col, message).
+pub(crate) type SyntaxError = (usize, usize, String);
+
+enum Open {
+    Seq(Node, usize),
+    Map(Node, usize, Option<(Node, String)>),
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Open>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+}
+
+fn pos(m: Marker) -> (usize, usize) {
+    (m.line(), m.col() + 1)
+}
+
+impl Builder {
+    fn push_node(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Open::Seq(seq, _)) => {
+                if let Kind::Seq(items) = &mut seq.kind {
+                    items.push(node);
+                }
+            }
+            Some(Open::Map(map, _, pending)) => match pending.take() {
+                None => {
+                    let text = complex_key_text(&node);
+                    // A mapping starts where its first key does: yaml-rust2's
+                    // MappingStart mark points past the first key.
+                    if let Kind::Map(entries) = &map.kind {
+                        if entries.is_empty() {
+                            map.line = node.line;
+                            map.col = node.col;
+                        }
+                    }
+                    *pending = Some((node, text));
+                }
+                Some((key, text)) => {
+                    if let Kind::Map(entries) = &mut map.kind {
+                        entries.push((key, text, node));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The text of a key that is not a plain scalar (an alias or a collection):
+/// one that can never name a field, so it never matches a path segment.
+fn complex_key_text(_node: &Node) -> String {
+    "\u{0}complex-key".to_owned()
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let (line, col) = pos(mark);
+        match ev {
+            Event::Scalar(value, style, anchor, _) => {
+                let null = style == TScalarStyle::Plain
+                    && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL");
+                let node = Node {
+                    line,
+                    col,
+                    kind: Kind::Scalar { null },
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                // Keys need their text: stash it via a mapping-aware push.
+                if let Some(Open::Map(_, _, None)) = self.stack.last() {
+                    self.push_key(node, value);
+                } else {
+                    self.push_node(node);
+                }
+            }
+            Event::SequenceStart(anchor, _) => {
+                let node = Node {
+                    line,
+                    col,
+                    kind: Kind::Seq(Vec::new()),
+                };
+                self.stack.push(Open::Seq(node, anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                let node = Node {
+                    line,
+                    col,
+                    kind: Kind::Map(Vec::new()),
+                };
+                self.stack.push(Open::Map(node, anchor, None));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Open::Seq(n, a)) | Some(Open::Map(n, a, _)) => (n, a),
+                    None => return,
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_node(node);
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                    line,
+                    col,
+                    kind: Kind::Scalar { null: false },
+                });
+                self.push_node(Node { line, col, ..node });
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Builder {
+    fn push_key(&mut self, node: Node, text: String) {
+        if let Some(Open::Map(map, _, pending)) = self.stack.last_mut() {
+            if let Kind::Map(entries) = &map.kind {
+                if entries.is_empty() {
+                    map.line = node.line;
+                    map.col = node.col;
+                }
+            }
+            *pending = Some((node, text));
+        }
+    }
+}
+
+impl Doc {
+    /// Parse `text` into a located tree.
+    ///
+    /// # Errors
+    /// The YAML syntax error with its position.
+    pub fn parse(text: &str) -> Result<Doc, SyntaxError> {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        parser.load(&mut builder, false).map_err(|e| {
+            let (line, col) = pos(*e.marker());
+            (line, col, e.info().to_owned())
+        })?;
+        Ok(Doc { root: builder.root })
+    }
+
+    /// Refuse keys given twice in one mapping and keys without a value.
+    ///
+    /// # Errors
+    /// The first offending key, with its path, line, column and message.
+    pub fn check_keys(&self) -> Result<(), (KeyPath, usize, usize, String)> {
+        match &self.root {
+            Some(root) => check_node(root, &KeyPath::root()),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the node at `path` starts, or its nearest existing ancestor.
+    pub fn locate(&self, path: &KeyPath) -> (usize, usize) {
+        self.find(path, false)
+    }
+
+    /// Where the key of the node at `path` starts (for errors about a name).
+    pub fn locate_key(&self, path: &KeyPath) -> (usize, usize) {
+        self.find(path, true)
+    }
+
+    fn find(&self, path: &KeyPath, want_key: bool) -> (usize, usize) {
+        let Some(mut node) = self.root.as_ref() else {
+            return (1, 1);
+        };
+        let mut at = (node.line, node.col);
+        for (i, seg) in path.0.iter().enumerate() {
+            let last = i + 1 == path.0.len();
+            let next = match (seg, &node.kind) {
+                (Seg::Index(n), Kind::Seq(items)) => items.get(*n).map(|n| (n, None)),
+                (Seg::Key(k), Kind::Map(entries)) => entries
+                    .iter()
+                    .rev()
+                    .find(|(_, text, _)| text == k)
+                    .map(|(key, _, value)| (value, Some(key))),
+                _ => None,
+            };
+            let Some((child, key)) = next else { break };
+            node = child;
+            at = match key {
+                Some(key) if last && want_key => (key.line, key.col),
+                // A key with an empty value: point at the key.
+                Some(key) if matches!(child.kind, Kind::Scalar { null: true }) => {
+                    (key.line, key.col)
+                }
+                _ => (child.line, child.col),
+            };
+        }
+        at
+    }
+}
+
+fn check_node(node: &Node, path: &KeyPath) -> Result<(), (KeyPath, usize, usize, String)> {
+    match &node.kind {
+        Kind::Scalar { .. } => Ok(()),
+        Kind::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_node(item, &path.index(i))?;
+            }
+            Ok(())
+        }
+        Kind::Map(entries) => {
+            for (i, (key, text, value)) in entries.iter().enumerate() {
+                let here = path.key(text);
+                if entries[..i].iter().any(|(_, t, _)| t == text) {
+                    let what = match path.0.as_slice() {
+                        [Seg::Key(k)] if k == "networks" => "network",
+                        _ => "key",
+                    };
+                    return Err((
+                        here,
+                        key.line,
+                        key.col,
+                        format!("duplicate {what} {text:?} (each name may be given once)"),
+                    ));
+                }
+                if matches!(value.kind, Kind::Scalar { null: true }) {
+                    return Err((
+                        here,
+                        key.line,
+                        key.col,
+                        "has no value (remove the key, or give it a value)".to_owned(),
+                    ));
+                }
+                check_node(value, &here)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_values_keys_and_missing_paths() {
+        let doc = Doc::parse("version: 1\nrules:\n  - name: x\n    from: [a, \"b\"]\n").unwrap();
+        let p = KeyPath::root().key("rules").index(0).key("from").index(1);
+        assert_eq!(p.to_string(), "rules[0].from[1]");
+        assert_eq!(doc.locate(&p), (4, 15));
+        assert_eq!(doc.locate_key(&KeyPath::root().key("rules")), (2, 1));
+        assert_eq!(doc.locate(&KeyPath::root().key("rules").index(0)), (3, 5));
+        // A missing index falls back to its parent.
+        let missing = KeyPath::root().key("rules").index(0).key("from").index(9);
+        assert_eq!(doc.locate(&missing), (4, 11));
+    }
+
+    #[test]
+    fn refuses_duplicate_and_empty_keys() {
+        let doc = Doc::parse("version: 1\nnetworks:\n  a: [x]\n  a: [y]\n").unwrap();
+        let (path, line, col, msg) = doc.check_keys().unwrap_err();
+        assert_eq!((path.to_string().as_str(), line, col), ("networks.a", 4, 3));
+        assert!(msg.contains("duplicate network"), "{msg}");
+        let doc = Doc::parse("version: 1\nrules:\n  - from:\n    action: allow\n").unwrap();
+        let (path, line, col, _) = doc.check_keys().unwrap_err();
+        assert_eq!(
+            (path.to_string().as_str(), line, col),
+            ("rules[0].from", 3, 5)
+        );
+    }
+}
