@@ -55,6 +55,10 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
             "by_route": state.conns.by_route().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         },
         "channels": state.hub.channel_count(),
+        "sessions": {
+            "running": state.chat.running(),
+            "max": state.chat.config().max_sessions,
+        },
     })
 }
 
