@@ -26,7 +26,7 @@ fn hash_password(password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn policy_with_credentials() -> (tempfile::TempDir, std::path::PathBuf) {
+fn policy_with_credentials(limit: u32) -> (tempfile::TempDir, std::path::PathBuf) {
     let ci_hash = hex::encode(Sha256::digest(b"ci-token-123"));
     let hash = hash_password("correct horse");
     policy_file(&format!(
@@ -42,7 +42,7 @@ credentials:
   forward_auth: {{ user_header: Remote-User }}
   session_ttl: 2s
 limits:
-  auth_failures_per_minute: 3
+  auth_failures_per_minute: {limit}
 "#
     ))
 }
@@ -78,11 +78,14 @@ fn cookie_pair(set_cookie: &str) -> String {
 
 #[tokio::test]
 async fn each_credential_kind_on_rest_and_websocket() {
-    let (_d, path) = policy_with_credentials();
+    let (_d, path) = policy_with_credentials(100);
     let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
     let startup = format!("Bearer {}", s.token.clone().unwrap());
     assert_eq!(status_with(&s, "127.0.0.1", &[]).await, (401, 401));
-    assert_eq!(status_with(&s, "127.0.0.1", &[("authorization", &startup)]).await, (200, 101));
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("authorization", &startup)]).await,
+        (200, 101)
+    );
     assert_eq!(
         status_with(&s, "127.0.0.1", &[("authorization", "Bearer ci-token-123")]).await,
         (200, 101)
@@ -92,10 +95,17 @@ async fn each_credential_kind_on_rest_and_websocket() {
         (401, 401)
     );
     // A password sign-in gives a cookie that opens REST and WebSocket alike.
-    let (st, cookie) = login_cookie(&s, serde_json::json!({"username": "alice", "password": "correct horse"})).await;
+    let (st, cookie) = login_cookie(
+        &s,
+        serde_json::json!({"username": "alice", "password": "correct horse"}),
+    )
+    .await;
     assert_eq!(st, 200);
     let c = cookie_pair(&cookie.unwrap());
-    assert_eq!(status_with(&s, "127.0.0.1", &[("cookie", &c)]).await, (200, 101));
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (200, 101)
+    );
     let v: serde_json::Value = http()
         .get(s.url("/api/whoami"))
         .header("cookie", &c)
@@ -107,14 +117,24 @@ async fn each_credential_kind_on_rest_and_websocket() {
         .unwrap();
     assert_eq!(v["principal"]["kind"], "user");
     assert_eq!(v["principal"]["name"], "alice");
-    let (st, _) = login_cookie(&s, serde_json::json!({"username": "alice", "password": "wrong"})).await;
+    let (st, _) = login_cookie(
+        &s,
+        serde_json::json!({"username": "alice", "password": "wrong"}),
+    )
+    .await;
     assert_eq!(st, 401);
     let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
     assert_eq!(st, 200);
     assert!(cookie.is_some());
     // Forward auth: believed from the trusted proxy only.
-    assert_eq!(status_with(&s, "127.0.0.3", &[("remote-user", "bob")]).await, (401, 401));
-    assert_eq!(status_with(&s, "127.0.0.5", &[("remote-user", "bob")]).await, (200, 101));
+    assert_eq!(
+        status_with(&s, "127.0.0.3", &[("remote-user", "bob")]).await,
+        (401, 401)
+    );
+    assert_eq!(
+        status_with(&s, "127.0.0.5", &[("remote-user", "bob")]).await,
+        (200, 101)
+    );
     let v: serde_json::Value = http_from("127.0.0.5")
         .get(s.url("/api/whoami"))
         .header("remote-user", "bob")
@@ -124,7 +144,10 @@ async fn each_credential_kind_on_rest_and_websocket() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["principal"], serde_json::json!({"kind": "forwarded", "name": "bob"}));
+    assert_eq!(
+        v["principal"],
+        serde_json::json!({"kind": "forwarded", "name": "bob"})
+    );
 }
 
 #[tokio::test]
@@ -140,8 +163,13 @@ async fn cookie_attributes_and_logout() {
     assert!(!cookie.contains("Secure"), "{cookie}");
     let c = cookie_pair(&cookie);
     assert!(c.starts_with("dashgate_session="));
-    assert_eq!(status_with(&s, "127.0.0.1", &[("cookie", &c)]).await, (200, 101));
-    let mut open = ws_connect(&s.ws_url("/api/events"), &[("cookie", &c)]).await.unwrap();
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (200, 101)
+    );
+    let mut open = ws_connect(&s.ws_url("/api/events"), &[("cookie", &c)])
+        .await
+        .unwrap();
     let r = http()
         .post(s.url("/api/logout"))
         .header("cookie", &c)
@@ -149,8 +177,14 @@ async fn cookie_attributes_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(status_with(&s, "127.0.0.1", &[("cookie", &c)]).await, (401, 401));
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (401, 401)
+    );
     assert_eq!(close_of(&mut open, T).await.map(|c| c.0), Some(4401));
 }
 
@@ -236,16 +270,27 @@ async fn login_next_never_leaves_the_site() {
 
 #[tokio::test]
 async fn failure_limit_is_per_address_and_recovers() {
-    let (_d, path) = policy_with_credentials();
+    let (_d, path) = policy_with_credentials(3);
     let s = launch()
         .arg("--policy")
         .arg(path.to_str().unwrap())
         .env("DASHGATE_AUTH_WINDOW_SECS", "2")
         .start();
-    let bad = [("authorization", "Bearer nope")];
-    for _ in 0..3 {
-        assert_eq!(status_with(&s, "127.0.0.2", &bad[..]).await.0, 401);
+    // Three failures: two over REST, one at a WebSocket upgrade.
+    for _ in 0..2 {
+        let r = http_from("127.0.0.2")
+            .get(s.url("/api/whoami"))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
     }
+    let ws = s.ws_url("/api/events");
+    assert_eq!(
+        ws_status("127.0.0.2", &ws, &[("authorization", "Bearer nope")]).await,
+        401
+    );
     let r = http_from("127.0.0.2")
         .get(s.url("/api/whoami"))
         .bearer_auth("ci-token-123")
@@ -253,7 +298,11 @@ async fn failure_limit_is_per_address_and_recovers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     // Login attempts from the blocked address are refused too.
     let r = http_from("127.0.0.2")
@@ -283,20 +332,30 @@ async fn failure_limit_is_per_address_and_recovers() {
 
 #[tokio::test]
 async fn expired_session_closes_its_websocket_with_4401() {
-    let (_d, path) = policy_with_credentials();
+    let (_d, path) = policy_with_credentials(100);
     let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
     let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
     assert_eq!(st, 200);
     let c = cookie_pair(&cookie.unwrap());
-    let mut ws = ws_connect(&s.ws_url("/api/events"), &[("cookie", &c)]).await.unwrap();
-    let mut bearer = ws_connect(&s.ws_url("/api/events"), &[("authorization", "Bearer ci-token-123")])
+    let mut ws = ws_connect(&s.ws_url("/api/events"), &[("cookie", &c)])
         .await
         .unwrap();
+    let mut bearer = ws_connect(
+        &s.ws_url("/api/events"),
+        &[("authorization", "Bearer ci-token-123")],
+    )
+    .await
+    .unwrap();
     // session_ttl is 2 s.
     let close = close_of(&mut ws, Duration::from_secs(6)).await;
     assert_eq!(close.map(|c| c.0), Some(4401));
     // A socket opened with a token has no session to expire: it is still
     // open and hears the other one leave.
-    assert!(wait_text(&mut bearer, "client.disconnected", T).await.is_some());
-    assert_eq!(status_with(&s, "127.0.0.1", &[("cookie", &c)]).await, (401, 401));
+    assert!(wait_text(&mut bearer, "client.disconnected", T)
+        .await
+        .is_some());
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (401, 401)
+    );
 }

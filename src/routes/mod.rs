@@ -95,7 +95,12 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/api/nonexistent", Kind::Http),
     ("GET", "/", Kind::Http),
     ("GET", "/login", Kind::Http),
+    ("GET", "/chat", Kind::Http),
+    ("GET", "/sessions", Kind::Http),
+    ("GET", "/events", Kind::Http),
+    ("GET", "/access", Kind::Http),
     ("GET", "/assets/app.css", Kind::Http),
+    ("GET", "/vendor/xterm/lib/xterm.js", Kind::Http),
 ];
 
 /// The tree of routes, not yet gated. Private: only [`routes`] may use it.
