@@ -477,3 +477,21 @@ async fn shutdown_ends_every_child_within_about_a_second() {
     assert_eq!(proc_state(a.pid()), None);
     assert_eq!(reg.create(80, 24).err(), Some(ChatError::ShuttingDown));
 }
+
+/// A 64 KiB paste the program never `read()`s (line-kill characters eaten by
+/// the line discipline) still goes in whole: a writer that waited for the
+/// PTY to signal writability hung here until the write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_paste_is_written_whole() {
+    let (reg, _) = registry_with(cmd(&["/bin/sh"]));
+    let s = reg.create(80, 24).unwrap();
+    let mut v = s.attach().unwrap();
+    let command = b"echo ok-$((7*6))\r";
+    let mut keys = vec![0x15u8; 64 * 1024 - command.len()];
+    keys.extend_from_slice(command);
+    tokio::time::timeout(Duration::from_secs(3), s.write(&keys))
+        .await
+        .expect("the paste went in within 3 s")
+        .unwrap();
+    read_until(&mut v, "ok-42", T).await;
+}

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -38,6 +38,10 @@ use super::{check_size, ChatError, READ_CHUNK, WRITE_TIMEOUT};
 /// child wrote just before (a background process that keeps the terminal open
 /// would otherwise hold the exit back forever).
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// First and longest sleep of a keystroke write waiting for room in the PTY.
+const WRITE_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(1);
+const WRITE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Server variables a child must not inherit: the startup token would let the
 /// agent (or anything it runs) act as the dashboard's owner.
@@ -78,12 +82,13 @@ pub struct Session {
     /// token itself lives only in the child's environment.
     pub(crate) token_sha256: Option<[u8; 32]>,
     pub(crate) state: Mutex<State>,
-    /// The PTY's write half; a tokio mutex so concurrent viewers' keystrokes
-    /// are written whole, one after the other. `None` once exited.
-    writer: tokio::sync::Mutex<Option<pty_process::OwnedWritePty>>,
-    /// A duplicate of the PTY master for `TIOCSWINSZ`, so a resize never
-    /// waits behind a write stuck on a child that does not read.
-    control_fd: Mutex<Option<OwnedFd>>,
+    /// Taken by a writer for a whole write, so concurrent viewers'
+    /// keystrokes are written whole, one after the other.
+    write_turn: tokio::sync::Mutex<()>,
+    /// A duplicate of the PTY master (non-blocking, like the original) for
+    /// keystrokes and `TIOCSWINSZ`; the reader task owns the original.
+    /// `None` once exited, which closes it.
+    master: Mutex<Option<Arc<OwnedFd>>>,
     control: mpsc::Sender<Control>,
     /// Set once by the supervisor when the child has been reaped.
     exited: watch::Receiver<Option<ExitInfo>>,
@@ -131,7 +136,7 @@ impl Session {
         let (pty, pts) = pty_process::open().map_err(|e| spawn_err(&e))?;
         pty.resize(pty_process::Size::new(spec.rows, spec.cols))
             .map_err(|e| spawn_err(&e))?;
-        let control_fd = pty
+        let master = pty
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| spawn_err(&e))?;
@@ -154,7 +159,6 @@ impl Session {
         let child = cmd.spawn(pts).map_err(|e| spawn_err(&e))?;
         let pid = child.id().unwrap_or_default();
 
-        let (reader, writer) = pty.into_split();
         let (control, control_rx) = mpsc::channel(4);
         let (exit_tx, exited) = watch::channel(None);
         let session = Arc::new(Session {
@@ -174,13 +178,13 @@ impl Session {
                 exited_at: None,
                 forget_on_exit: false,
             }),
-            writer: tokio::sync::Mutex::new(Some(writer)),
-            control_fd: Mutex::new(Some(control_fd)),
+            write_turn: tokio::sync::Mutex::new(()),
+            master: Mutex::new(Some(Arc::new(master))),
             control,
             exited,
             terminating: AtomicBool::new(false),
         });
-        let reader = tokio::spawn(pump(session.clone(), reader));
+        let reader = tokio::spawn(pump(session.clone(), pty));
         tokio::spawn(supervise(
             session.clone(),
             child,
@@ -259,14 +263,37 @@ impl Session {
     /// [`ChatError::Exited`] once the program has exited,
     /// [`ChatError::WriteTimeout`] when it has not read its input within
     /// [`WRITE_TIMEOUT`] (the PTY's input buffer is full), [`ChatError::Io`].
+    ///
+    /// Written with plain non-blocking `write(2)` calls, retried after a short
+    /// sleep when the PTY is full, not by waiting for writability: a PTY
+    /// master is not reliably woken for writing when the line discipline
+    /// consumes input the program never `read()`s (a paste of line-kill
+    /// characters stalled a readiness-based writer for good). Keystrokes go
+    /// in at once; only a large paste into a busy program ever sleeps.
     pub async fn write(&self, data: &[u8]) -> Result<(), ChatError> {
         let write = async {
-            let mut writer = self.writer.lock().await;
-            let writer = writer.as_mut().ok_or(ChatError::Exited)?;
-            writer
-                .write_all(data)
-                .await
-                .map_err(|e| ChatError::Io(e.to_string()))
+            let _turn = self.write_turn.lock().await;
+            let mut rest = data;
+            let mut backoff = WRITE_BACKOFF_MIN;
+            while !rest.is_empty() {
+                let fd = self.master.lock().clone().ok_or(ChatError::Exited)?;
+                match rustix::io::write(&*fd, rest) {
+                    Ok(n) => {
+                        rest = &rest[n..];
+                        backoff = WRITE_BACKOFF_MIN;
+                    }
+                    Err(rustix::io::Errno::AGAIN) => {
+                        drop(fd);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(WRITE_BACKOFF_MAX);
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    // EIO: every slave descriptor is closed, the program is gone.
+                    Err(rustix::io::Errno::IO) => return Err(ChatError::Exited),
+                    Err(e) => return Err(ChatError::Io(e.to_string())),
+                }
+            }
+            Ok(())
         };
         tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
@@ -282,7 +309,7 @@ impl Session {
     pub fn resize(&self, cols: u16, rows: u16) -> Result<(), ChatError> {
         check_size(cols, rows)?;
         {
-            let fd = self.control_fd.lock();
+            let fd = self.master.lock();
             let fd = fd.as_ref().ok_or(ChatError::Exited)?;
             let size = rustix::termios::Winsize {
                 ws_row: rows,
@@ -327,9 +354,8 @@ impl Session {
 
     /// Record the exit, close the PTY and end every viewer's queue (each
     /// viewer then reads what is queued, then the exit).
-    async fn finish(&self, exit: ExitInfo) {
-        self.writer.lock().await.take();
-        self.control_fd.lock().take();
+    fn finish(&self, exit: ExitInfo) {
+        self.master.lock().take();
         let mut st = self.state.lock();
         st.exit = Some(exit);
         st.exited_at = Some(Instant::now());
@@ -340,7 +366,7 @@ impl Session {
 
 /// The reader task: PTY output to the ring and the viewers, until EOF/EIO
 /// (Linux answers EIO once every slave descriptor is closed).
-async fn pump(session: Arc<Session>, mut pty: pty_process::OwnedReadPty) {
+async fn pump(session: Arc<Session>, mut pty: pty_process::Pty) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let mut n = match pty.read(&mut buf).await {
@@ -415,7 +441,7 @@ async fn supervise(
     {
         reader.abort();
     }
-    session.finish(exit).await;
+    session.finish(exit);
     tracing::info!(
         session = %session.id, pid = session.pid, code = ?exit.code, signal = ?exit.signal,
         "chat session exited"

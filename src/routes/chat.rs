@@ -182,11 +182,14 @@ async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuar
                 ev = viewer.recv() => match ev {
                     Some(ViewerEvent::Output(b)) => {
                         let sent = tokio::select! {
-                            ok = send(&mut tx, Message::binary(b)) => ok,
+                            r = tokio::time::timeout(SEND_STALL, tx.send(Message::binary(b))) => r,
                             c = guard.wait() => break Some(c),
                         };
-                        if !sent {
-                            break None;
+                        match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break None,
+                            // Not reading for this long is falling behind too.
+                            Err(_) => break Some(lagged()),
                         }
                     }
                     Some(ViewerEvent::Exit { code, signal }) => {
@@ -197,9 +200,7 @@ async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuar
                         }
                         break Some(Close::new(1000, "program exited"));
                     }
-                    Some(ViewerEvent::Lagged) => {
-                        break Some(Close::new(1013, "viewer fell behind; reattach to resume"));
-                    }
+                    Some(ViewerEvent::Lagged) => break Some(lagged()),
                     None => break Some(Close::new(1011, "session ended")),
                 },
             }
@@ -214,6 +215,10 @@ async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuar
     }
     input.abort();
     // `viewer` drops here: detached.
+}
+
+fn lagged() -> Close {
+    Close::new(1013, "viewer fell behind; reattach to resume")
 }
 
 /// Send one frame, giving up on a client that takes none for [`SEND_STALL`].
