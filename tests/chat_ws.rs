@@ -530,3 +530,69 @@ async fn a_chat_child_publishes_to_its_channel_and_its_url_works_from_nowhere_el
     // And from the child's own address it still works.
     assert!(ws_connect(&url, &[]).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_session_without_viewers_is_killed_after_the_idle_timeout() {
+    let s = launch()
+        .args([
+            "--insecure",
+            "--chat-command",
+            "/bin/sh",
+            "--idle-timeout",
+            "1",
+        ])
+        .start();
+    let idle: Value = http()
+        .post(s.url("/api/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (mut ws, watched) = open(&s, "", &[]).await;
+    let idle_id = idle["id"].as_str().unwrap();
+    let end = Instant::now() + T;
+    loop {
+        let (_, body) = info(&s, idle_id).await;
+        if body["status"] == "exited" {
+            assert_eq!(body["exit_signal"], 1, "ended by SIGHUP: {body}");
+            break;
+        }
+        assert!(Instant::now() < end, "the idle session still runs: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = info(&s, watched["id"].as_str().unwrap()).await;
+    assert_eq!(body["status"], "running", "a watched session is not idle");
+    send_keys(&mut ws, "echo alive-$((1+1))\r").await;
+    output_until(&mut ws, "alive-2").await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_ends_children_that_ignore_hup() {
+    let mut s = sh_server();
+    let (mut ws, hello) = open(&s, "", &[]).await;
+    let pid = info(&s, hello["id"].as_str().unwrap()).await.1["pid"]
+        .as_u64()
+        .unwrap();
+    send_keys(&mut ws, "trap '' HUP; echo armed-$((2*2))\r").await;
+    output_until(&mut ws, "armed-4").await;
+
+    let started = Instant::now();
+    s.signal("TERM");
+    assert_eq!(close_of(&mut ws, T).await.map(|c| c.0), Some(1001));
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(proc_state(pid), None, "the chat child was ended and reaped");
+}

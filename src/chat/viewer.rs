@@ -99,6 +99,20 @@ impl Viewer {
     }
 }
 
+impl Viewer {
+    /// Output already queued, without waiting; `None` when nothing is, or
+    /// when [`Viewer::recv`] has something else to say. Lets a writer batch
+    /// a backlog into one flush.
+    pub fn try_recv_output(&mut self) -> Option<Bytes> {
+        if self.done || self.shared.lagged.load(Ordering::Acquire) {
+            return None;
+        }
+        let chunk = self.rx.try_recv().ok()?;
+        self.shared.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        Some(chunk)
+    }
+}
+
 impl std::fmt::Debug for Viewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Viewer")

@@ -41,6 +41,8 @@ const HARD_FRAME_LIMIT: usize = 4 * MAX_INPUT_FRAME;
 /// A client that has not taken an output frame for this long is gone: stop
 /// writing to it (the session itself never waits for it).
 const SEND_STALL: Duration = Duration::from_secs(10);
+/// Most queued output frames written before one flush.
+const OUTPUT_BATCH: usize = 16;
 /// How long the close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Size of a new session when the client does not say.
@@ -182,7 +184,7 @@ async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuar
                 ev = viewer.recv() => match ev {
                     Some(ViewerEvent::Output(b)) => {
                         let sent = tokio::select! {
-                            r = tokio::time::timeout(SEND_STALL, tx.send(Message::binary(b))) => r,
+                            r = tokio::time::timeout(SEND_STALL, send_output(&mut tx, b, &mut viewer)) => r,
                             c = guard.wait() => break Some(c),
                         };
                         match sent {
@@ -215,6 +217,24 @@ async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuar
     }
     input.abort();
     // `viewer` drops here: detached.
+}
+
+/// Write `first` and whatever output is already queued behind it (up to
+/// [`OUTPUT_BATCH`] frames), then flush once: a backlog costs one flush, not
+/// one per chunk.
+async fn send_output(
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    first: Bytes,
+    viewer: &mut Viewer,
+) -> Result<(), warp::Error> {
+    tx.feed(Message::binary(first)).await?;
+    for _ in 1..OUTPUT_BATCH {
+        let Some(more) = viewer.try_recv_output() else {
+            break;
+        };
+        tx.feed(Message::binary(more)).await?;
+    }
+    tx.flush().await
 }
 
 fn lagged() -> Close {
