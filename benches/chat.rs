@@ -25,9 +25,29 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const THROUGHPUT_BYTES: u64 = 200_000_000;
-const THROUGHPUT_RUNS: usize = 3;
-const KEYS: usize = 3000;
+/// How much to measure.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Output bytes per throughput run.
+    bytes: u64,
+    runs: usize,
+    /// Keystrokes timed one by one.
+    keys: usize,
+}
+
+/// `cargo bench`: the figures.
+const FULL: Plan = Plan {
+    bytes: 200_000_000,
+    runs: 3,
+    keys: 3000,
+};
+/// `cargo test --all-targets` (no `--bench` argument): a quick run that
+/// keeps the benchmark from rotting without slowing the test suite.
+const SMOKE: Plan = Plan {
+    bytes: 2_000_000,
+    runs: 1,
+    keys: 50,
+};
 const KEYS_TIME_LIMIT: Duration = Duration::from_secs(30);
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,7 +56,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(bench());
+    let plan = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    rt.block_on(bench(plan));
 }
 
 async fn serve() -> SocketAddr {
@@ -109,9 +134,9 @@ async fn until(ws: &mut Ws, marker: &[u8]) -> (u64, u64) {
     }
 }
 
-async fn throughput(addr: SocketAddr, label: &str, producer: &str) -> Vec<f64> {
+async fn throughput(addr: SocketAddr, plan: Plan, label: &str, producer: &str) -> Vec<f64> {
     let mut rates = Vec::new();
-    for run in 1..=THROUGHPUT_RUNS {
+    for run in 1..=plan.runs {
         let mut ws = open(addr).await;
         // Echo off, so the marker below appears only once the output is done.
         type_keys(&mut ws, "stty -echo; echo READY-$((1+1))\r").await;
@@ -119,7 +144,10 @@ async fn throughput(addr: SocketAddr, label: &str, producer: &str) -> Vec<f64> {
         let started = Instant::now();
         type_keys(
             &mut ws,
-            &format!("{producer} | head -c {THROUGHPUT_BYTES}; echo; echo DONE-$((2+2))\r"),
+            &format!(
+                "{producer} | head -c {}; echo; echo DONE-$((2+2))\r",
+                plan.bytes
+            ),
         )
         .await;
         let (bytes, frames) = until(&mut ws, b"DONE-4").await;
@@ -137,8 +165,8 @@ async fn throughput(addr: SocketAddr, label: &str, producer: &str) -> Vec<f64> {
 
 /// The same output read straight from the chat library (a viewer, no
 /// WebSocket): the ceiling the PTY itself allows on this machine right now.
-async fn pty_baseline(label: &str, producer: &str) -> f64 {
-    let script = format!("stty -echo; read go; {producer} | head -c {THROUGHPUT_BYTES}");
+async fn pty_baseline(plan: Plan, label: &str, producer: &str) -> f64 {
+    let script = format!("stty -echo; read go; {producer} | head -c {}", plan.bytes);
     let reg = Registry::new(
         ChatConfig::new(vec!["/bin/sh".into(), "-c".into(), script]),
         std::sync::Arc::new(|_: &str, _| {}),
@@ -159,16 +187,16 @@ async fn pty_baseline(label: &str, producer: &str) -> f64 {
     rate
 }
 
-async fn echo_latency(addr: SocketAddr) -> Vec<Duration> {
+async fn echo_latency(addr: SocketAddr, plan: Plan) -> Vec<Duration> {
     let mut ws = open(addr).await;
     type_keys(&mut ws, "stty raw -echo; echo READY-$((3+3)); cat\r").await;
     until(&mut ws, b"READY-6").await;
     // One round trip to make sure cat is reading.
     type_keys(&mut ws, "S").await;
     until(&mut ws, b"S").await;
-    let mut samples = Vec::with_capacity(KEYS);
+    let mut samples = Vec::with_capacity(plan.keys);
     let started = Instant::now();
-    for i in 0..KEYS {
+    for i in 0..plan.keys {
         if started.elapsed() > KEYS_TIME_LIMIT {
             break;
         }
@@ -186,17 +214,17 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-async fn bench() {
+async fn bench(plan: Plan) {
     let addr = serve().await;
     println!("chat bench: server on {addr}, chat command /bin/sh");
     const ZEROS: &str = "cat /dev/zero";
     const TEXT: &str = "yes 'the quick brown fox jumps over the lazy dog 0123456789'";
-    let base_zeros = pty_baseline("zeros", ZEROS).await;
-    let mut zeros = throughput(addr, "zeros", ZEROS).await;
-    let base_text = pty_baseline("text lines", TEXT).await;
-    let mut text = throughput(addr, "text lines", TEXT).await;
+    let base_zeros = pty_baseline(plan, "zeros", ZEROS).await;
+    let mut zeros = throughput(addr, plan, "zeros", ZEROS).await;
+    let base_text = pty_baseline(plan, "text lines", TEXT).await;
+    let mut text = throughput(addr, plan, "text lines", TEXT).await;
 
-    let mut lat = echo_latency(addr).await;
+    let mut lat = echo_latency(addr, plan).await;
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -205,11 +233,13 @@ async fn bench() {
     println!("| chat figure | value | target |");
     println!("|---|---|---|");
     println!(
-        "| PTY → WebSocket throughput, zeros (median of {THROUGHPUT_RUNS}) | {:.1} MB/s | ≥ 50 MB/s |",
+        "| PTY → WebSocket throughput, zeros (median of {}) | {:.1} MB/s | ≥ 50 MB/s |",
+        plan.runs,
         median(&mut zeros)
     );
     println!(
-        "| PTY → WebSocket throughput, text lines (median of {THROUGHPUT_RUNS}) | {:.1} MB/s | ≥ 50 MB/s |",
+        "| PTY → WebSocket throughput, text lines (median of {}) | {:.1} MB/s | ≥ 50 MB/s |",
+        plan.runs,
         median(&mut text)
     );
     println!("| same output read from the library, no WebSocket (the PTY's ceiling now): zeros / text | {base_zeros:.1} / {base_text:.1} MB/s | |");
