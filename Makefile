@@ -23,7 +23,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit: deps-web
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 
 browser: deps-web
 	@echo "(browser tests arrive with the web UI)"

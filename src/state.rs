@@ -12,7 +12,9 @@ use subtle::ConstantTimeEq;
 use crate::chat::{ChatConfig, EventSink, Registry};
 use crate::conns::Conns;
 use crate::events::Hub;
+use crate::events::HubStats;
 use crate::limiter::FailureLimiter;
+use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
 use crate::sessions::Sessions;
 
@@ -82,6 +84,7 @@ pub struct State {
     pub limiter: FailureLimiter,
     /// Sign-in sessions behind the cookie.
     pub sessions: Sessions,
+    pub metrics: Metrics,
     pub started: Instant,
     /// Chat sessions (PTYs) behind `/api/ws` and `/api/sessions`.
     pub chat: Arc<Registry>,
@@ -91,7 +94,12 @@ pub type AppState = Arc<State>;
 
 impl State {
     pub fn new(config: Config, policy: CompiledPolicy) -> AppState {
-        let hub = Hub::new();
+        let metrics = Metrics::default();
+        let hub = Hub::with_stats(HubStats {
+            delivered: metrics.event_deliveries.clone(),
+            dropped: metrics.event_drops.clone(),
+            published: metrics.event_publishes.clone(),
+        });
         let mut chat = config.chat.clone();
         if chat.events_url.is_none() {
             chat.events_url = events_base(config.bind);
@@ -101,6 +109,7 @@ impl State {
         let chat = Registry::new(chat, on_event);
         Arc::new(Self {
             chat,
+            metrics,
             limiter: FailureLimiter::new(config.auth_window),
             sessions: Sessions::default(),
             conns: Conns::new(config.max_sockets, hub.clone()),
