@@ -31,6 +31,7 @@ browser: deps-web
 ## Benchmarks: criterion + load runs, one table at the end.
 bench:
 	$(CARGO) bench --bench decide
+	$(CARGO) bench --bench chat
 
 ## xterm.js and friends, from npm, into a git-ignored folder served by the UI.
 deps-web:
