@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use dashgate::chat::ChatConfig;
 use dashgate::policy::{CompiledPolicy, LoadContext};
 use dashgate::routes::api::status_body;
 use dashgate::state::{AppState, Config, PolicySource, StartupToken, State};
@@ -58,6 +59,7 @@ fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppS
             startup_token: Some(StartupToken::new(TOKEN)),
             auth_window: Duration::from_secs(60),
             max_sockets: 20_000,
+            chat: ChatConfig::new(vec!["/bin/sh".into()]),
         },
         policy,
     )
