@@ -1,8 +1,9 @@
 //! The channel hub behind `/api/events` (subscribe) and `/api/pub` (publish).
 //!
 //! Fan-out is the hot path: one publisher may feed a thousand subscribers.
-//! A message is turned into one [`Bytes`] once and each subscriber gets a
-//! reference-counted clone through its own bounded queue with `try_send`, so a
+//! A message is checked as UTF-8 once, into one [`Utf8Bytes`], and each
+//! subscriber gets a reference-counted clone (no copy: it becomes the text
+//! frame as is) through its own bounded queue with `try_send`, so a
 //! slow subscriber can never slow the publisher or the others. When a queue is
 //! full the message is dropped *for that subscriber only* and counted; the
 //! subscriber's socket task reports the count as `{"type":"lagged","dropped":N}`
@@ -17,6 +18,8 @@ use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::mpsc;
+
+use crate::ws::Utf8Bytes;
 
 /// Messages a subscriber may have queued before further ones are dropped.
 pub const SUBSCRIBER_QUEUE: usize = 256;
@@ -37,7 +40,7 @@ pub fn valid_channel(id: &str) -> bool {
 
 /// One subscriber's end of a channel.
 struct Sink {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Utf8Bytes>,
     /// Messages dropped because the queue was full, not yet reported.
     dropped: Arc<AtomicU64>,
 }
@@ -75,7 +78,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     channel: Arc<str>,
     id: u64,
-    pub rx: mpsc::Receiver<Bytes>,
+    pub rx: mpsc::Receiver<Utf8Bytes>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -151,7 +154,11 @@ impl Hub {
     }
 
     /// Deliver `msg` to every subscriber of `channel`; returns how many got it.
+    /// Text frames carry UTF-8; anything else is made valid once, here
+    /// (invalid sequences become U+FFFD), not once per subscriber.
     pub fn publish(&self, channel: &str, msg: Bytes) -> usize {
+        let msg = Utf8Bytes::try_from(msg.clone())
+            .unwrap_or_else(|_| String::from_utf8_lossy(&msg).into_owned().into());
         self.stats.published.inc();
         let channels = self.channels.read();
         let Some(ch) = channels.get(channel) else {

@@ -9,6 +9,7 @@
 //! * `routes`    – the one route tree, wrapped by the gate once.
 //! * [`events`]  – the channel hub behind `/api/events` and `/api/pub`.
 //! * [`chat`]    – PTY sessions behind `/api/ws`.
+//! * [`ws`]      – WebSocket upgrades with small per-socket buffers.
 //! * [`cli`], `serve`, `policy_cmd` – the command line.
 
 pub mod chat;
@@ -29,3 +30,4 @@ pub mod sessions;
 mod signals;
 pub mod state;
 pub mod util;
+pub mod ws;

@@ -11,6 +11,7 @@
 //! second task that may wait on a child that does not read its input
 //! without stopping the output.
 
+use crate::ws::{Message, WebSocket, Ws};
 use bytes::Bytes;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
@@ -20,7 +21,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -226,7 +226,7 @@ async fn send_output(
     tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     first: Bytes,
     viewer: &mut Viewer,
-) -> Result<(), warp::Error> {
+) -> Result<(), crate::ws::Error> {
     tx.feed(Message::binary(first)).await?;
     for _ in 1..OUTPUT_BATCH {
         let Some(more) = viewer.try_recv_output() else {

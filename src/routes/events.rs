@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -17,6 +15,7 @@ use crate::gate::{query_param, Access};
 use crate::policy::Principal;
 use crate::reject::{error_reply, ApiError};
 use crate::state::{with_state, AppState};
+use crate::ws::{Message, Utf8Bytes, WebSocket, Ws};
 
 /// Most queued messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -32,7 +31,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
 /// (answered 426 by [`ws_required`] rather than falling through to a 404).
 pub fn ws_upgrade() -> impl Filter<Extract = (Option<Ws>,), Error = std::convert::Infallible> + Clone
 {
-    warp::ws().map(Some).or(warp::any().map(|| None)).unify()
+    crate::ws::upgrade()
 }
 
 /// The reply to a plain HTTP request on a WebSocket route.
@@ -107,15 +106,19 @@ fn lagged(n: u64) -> Message {
     Message::text(format!(r#"{{"type":"lagged","dropped":{n}}}"#))
 }
 
-fn text(b: Bytes) -> Message {
-    Message::text(String::from_utf8_lossy(&b).into_owned())
+/// The hub's message as a text frame: shared with every other subscriber.
+fn text(b: Utf8Bytes) -> Message {
+    Message::text(b)
 }
 
 async fn run_subscriber(socket: WebSocket, mut sub: Subscription, mut guard: ConnGuard) {
     let (mut tx, mut rx) = socket.split();
+    // One close watch for the socket's life, not a new one per message.
+    let closed = guard.wait();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
-            close = guard.wait() => {
+            close = &mut closed => {
                 let _ = tx.send(Message::close_with(close.code, close.reason)).await;
                 break;
             }
