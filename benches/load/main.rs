@@ -26,6 +26,7 @@ mod hermes;
 mod http;
 mod policies;
 mod procs;
+mod rawws;
 mod table;
 
 use table::{Row, Table};
