@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all build run test lint unit browser bench deps-web deps-browser clean
+.PHONY: all build run test lint unit browser bench bench-hermes deps-web deps-browser clean
 
 all: build
 
@@ -28,10 +28,18 @@ unit: deps-web
 browser: deps-web
 	@echo "(browser tests arrive with the web UI)"
 
-## Benchmarks: criterion + load runs, one table at the end.
-bench:
-	$(CARGO) bench --bench decide
+## Benchmarks (docs/benchmarks.md): criterion for the policy engine, the chat
+## bench, then the load bench, which prints the one table (figure, value, bar,
+## pass/fail) and writes it to target/bench/results.json. About 10 minutes.
+bench: bench-hermes
+	$(CARGO) bench --bench decide -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench --bench chat
+	$(CARGO) bench --bench load
+
+## The hermes agent's dashboard for the comparison rows, in a virtualenv under
+## target/bench (best effort: a failed install is reported in the table).
+bench-hermes:
+	@bash benches/scripts/hermes-venv.sh
 
 ## xterm.js and friends, from npm, into a git-ignored folder served by the UI.
 deps-web:

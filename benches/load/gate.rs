@@ -31,24 +31,16 @@ use super::hermes::Hermes;
 use super::http::{median, quantile, round, Round, Target};
 use super::procs::{cpu_ns, Proc};
 use super::table::{Row, Table};
-use super::TOKEN;
+use super::{Plan, TOKEN};
 
 /// Connections the load generator keeps open.
 const CONNS: usize = 32;
-/// Requests per round per dashgate variant (and for hermes, which is slower).
-/// Rounds are short and many: the machine is shared, and a burst of someone
-/// else's work should spoil one round, not shift a whole variant.
-const REQUESTS: usize = 4_000;
+/// Requests per hermes round (dashgate's are `Plan::requests`): hermes is
+/// far slower. Rounds are short and many: the machine is shared, and a
+/// burst of someone else's work should spoil one round, not a variant.
 const HERMES_REQUESTS: usize = 400;
 /// Upper bound on one round.
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
-
-fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
 
 fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppState {
     State::new(
@@ -175,7 +167,14 @@ fn fmt_rps(v: f64) -> String {
 }
 
 /// Run the rounds and add the gate (and hermes `/api/status`) rows.
-pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, String>>) {
+pub async fn run(
+    t: &mut Table,
+    plan: Plan,
+    gate_rows: bool,
+    hermes: Option<&Result<Hermes, String>>,
+) {
+    #[allow(non_snake_case)]
+    let REQUESTS = plan.requests;
     let me = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(me);
     cmd.env("DASHGATE_BENCH_ROLE", "ab-server")
@@ -237,7 +236,7 @@ pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, 
     for v in &vs {
         let _ = round(&v.target, CONNS, v.requests / 5, ROUND_LIMIT).await;
     }
-    let n = rounds();
+    let n = plan.rounds;
     for i in 0..n {
         // Rotate the order each round so no variant always follows another.
         let k = vs.len();
@@ -317,6 +316,7 @@ pub async fn run(t: &mut Table, gate_rows: bool, hermes: Option<&Result<Hermes, 
             ),
         ));
     }
+    t.section(7);
     match hermes {
         Some(Ok(_)) => {
             let h = &vs[3];

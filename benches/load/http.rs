@@ -166,3 +166,38 @@ pub async fn get_json(
         .ok()
         .flatten()
 }
+
+/// `method path` once; the status (bounded). For DELETE and friends.
+pub async fn status_of(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(String, String)],
+) -> Option<u16> {
+    let fut = async {
+        let s = TcpStream::connect(addr).await.ok()?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .ok()?;
+        let driver = tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = send
+            .send_request(req.body(Empty::<Bytes>::new()).ok()?)
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        driver.abort();
+        Some(status)
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
+}

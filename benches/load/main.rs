@@ -29,7 +29,7 @@ mod procs;
 mod rawws;
 mod table;
 
-use table::{Row, Table};
+use table::Table;
 
 /// Where results and the hermes virtualenv live.
 pub fn bench_dir() -> PathBuf {
@@ -42,27 +42,68 @@ pub fn bench_dir() -> PathBuf {
 /// The token every dashgate child is started with (`DASHGATE_TOKEN`).
 pub const TOKEN: &str = "bench-token-0123456789abcdef0123456789abcdef";
 
+/// How much to measure. `cargo bench` passes `--bench`; without it (cargo
+/// running the bench as a test, `cargo test --all-targets`) a smoke run
+/// checks that every part still works, in seconds, and writes no results.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub full: bool,
+    /// Gate rounds per variant and requests per round.
+    pub rounds: usize,
+    pub requests: usize,
+    pub idle: usize,
+    pub cycles: usize,
+}
+
+const FULL: Plan = Plan {
+    full: true,
+    rounds: 20,
+    requests: 4_000,
+    idle: 10_000,
+    cycles: 1_000,
+};
+
+const SMOKE: Plan = Plan {
+    full: false,
+    rounds: 1,
+    requests: 200,
+    idle: 200,
+    cycles: 20,
+};
+
 fn main() {
     if std::env::var("DASHGATE_BENCH_ROLE").as_deref() == Ok("ab-server") {
         gate::ab_server();
         return;
     }
-    procs::raise_fd_limit();
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let run = |part: &str| wanted.is_empty() || wanted.iter().any(|w| w == part);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut plan = if args.iter().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    if let Some(r) = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()) {
+        plan.rounds = r;
+    }
+    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let run = |part: &str| wanted.is_empty() || wanted.iter().any(|w| *w == part);
+    let fd_limit = procs::raise_fd_limit();
+    println!("load bench: {plan:?}, fd limit {fd_limit}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let mut t = Table::default();
-    if run("decide") {
+    if run("decide") && plan.full {
+        t.section(1);
         table::decide_rows(&mut t);
     }
+    if run("chat") && plan.full {
+        t.section(4);
+        table::chat_rows(&mut t);
+    }
     rt.block_on(async {
-        let hermes = if run("hermes") {
+        let hermes = if run("hermes") && plan.full {
             Some(hermes::start().await)
         } else {
             None
@@ -71,37 +112,35 @@ fn main() {
             println!("hermes: {e}");
         }
         if run("gate") || hermes.is_some() {
-            gate::run(&mut t, run("gate"), hermes.as_ref()).await;
+            t.section(2);
+            gate::run(&mut t, plan, run("gate"), hermes.as_ref()).await;
         }
         let mut dash_fanout = None;
-        if run("fanout") || hermes.is_some() {
+        if (run("fanout") || hermes.is_some()) && plan.full {
+            t.section(3);
             dash_fanout = fanout::dashgate(&mut t).await;
         }
         if let Some(h) = &hermes {
+            t.section(7);
             hermes::fanout(&mut t, h, dash_fanout.as_ref()).await;
         }
         drop(hermes);
         if run("idle") {
-            churn::idle(&mut t).await;
+            t.section(5);
+            churn::idle(&mut t, plan.idle).await;
         }
         if run("churn") {
-            churn::churn(&mut t).await;
+            t.section(6);
+            churn::churn(&mut t, plan.cycles).await;
         }
     });
-    if run("chat") {
-        t.push(Row::missing(
-            "chat: PTY output to a WebSocket client",
-            "≥ 50 MB/s",
-            "not measured: chat has not been merged into main yet",
-        ));
-        t.push(Row::missing(
-            "chat: keystroke echo p99",
-            "≤ 5 ms",
-            "not measured: chat has not been merged into main yet",
-        ));
-    }
     rt.shutdown_timeout(Duration::from_secs(2));
     t.print();
+    if !plan.full {
+        println!("
+(smoke run: `cargo bench --bench load` measures; nothing written)");
+        return;
+    }
     let path = bench_dir().join("results.json");
     match t.write_json(&path) {
         Ok(()) => println!("\nwritten to {}", path.display()),

@@ -20,6 +20,9 @@ pub struct Row {
     pub unit: String,
     /// How it was measured, or why it was not.
     pub note: String,
+    /// Where the row sits in the table (rows are measured out of order).
+    #[serde(skip)]
+    pub section: u8,
 }
 
 impl Row {
@@ -32,6 +35,7 @@ impl Row {
             number: Some(number),
             unit: unit.into(),
             note: String::new(),
+            section: 0,
         }
     }
 
@@ -45,6 +49,7 @@ impl Row {
             number: None,
             unit: String::new(),
             note: why.into(),
+            section: 0,
         }
     }
 
@@ -63,10 +68,18 @@ impl Row {
 #[derive(Default)]
 pub struct Table {
     pub rows: Vec<Row>,
+    section: u8,
 }
 
 impl Table {
-    pub fn push(&mut self, row: Row) {
+    /// Rows pushed from now on belong to section `n` (1 decide, 2 gate,
+    /// 3 fan-out, 4 chat, 5 idle, 6 churn, 7 hermes).
+    pub fn section(&mut self, n: u8) {
+        self.section = n;
+    }
+
+    pub fn push(&mut self, mut row: Row) {
+        row.section = self.section;
         println!(
             "  -> {}: {} ({})",
             row.figure,
@@ -74,6 +87,12 @@ impl Table {
             verdict(row.pass, &row.value)
         );
         self.rows.push(row);
+    }
+
+    fn sorted(&self) -> Vec<&Row> {
+        let mut v: Vec<&Row> = self.rows.iter().collect();
+        v.sort_by_key(|r| r.section);
+        v
     }
 
     pub fn print(&self) {
@@ -109,7 +128,7 @@ impl Table {
             "-".repeat(w1 + 2),
             "-".repeat(w2 + 2)
         );
-        for r in &self.rows {
+        for r in self.sorted() {
             println!(
                 "| {} | {} | {} | {:6} |",
                 pad(&r.figure, w0),
@@ -118,7 +137,11 @@ impl Table {
                 verdict(r.pass, &r.value)
             );
         }
-        let notes: Vec<_> = self.rows.iter().filter(|r| !r.note.is_empty()).collect();
+        let notes: Vec<_> = self
+            .sorted()
+            .into_iter()
+            .filter(|r| !r.note.is_empty())
+            .collect();
         if !notes.is_empty() {
             println!();
             for r in notes {
@@ -137,7 +160,7 @@ impl Table {
             "date": now_utc(),
             "machine": machine(),
             "command": "make bench",
-            "rows": self.rows,
+            "rows": self.sorted(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap() + "\n")
     }
@@ -246,4 +269,56 @@ pub fn decide_rows(t: &mut Table) {
             )),
         }
     }
+}
+
+/// Rows for `benches/chat.rs`, which `make bench` runs before this program
+/// and which leaves its figures in `target/bench/chat.json`.
+pub fn chat_rows(t: &mut Table) {
+    let path = super::bench_dir().join("chat.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+    else {
+        let why = format!(
+            "no {}: run `cargo bench --bench chat` first (make bench does)",
+            path.display()
+        );
+        t.push(Row::missing("chat: PTY output to a WebSocket client", "≥ 50 MB/s", &why));
+        t.push(Row::missing("chat: keystroke echo p99", "≤ 5 ms", &why));
+        return;
+    };
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let (zeros, text) = (f("zeros_mb_s"), f("text_mb_s"));
+    let worst = zeros.min(text);
+    t.push(
+        Row::new(
+            "chat: PTY output to a WebSocket client (zeros / text lines)",
+            worst,
+            "MB/s",
+            format!("{zeros:.1} / {text:.1} MB/s"),
+        )
+        .bar("≥ 50 MB/s", worst >= 50.0)
+        .note(format!(
+            "benches/chat.rs: median of {} runs of {} MB each, read by a WebSocket client on loopback; the PTY read by the library alone gives {:.1} / {:.1} MB/s",
+            v["runs"],
+            f("bytes") / 1e6,
+            f("pty_zeros_mb_s"),
+            f("pty_text_mb_s")
+        )),
+    );
+    let (p50, p99) = (f("echo_p50_ms"), f("echo_p99_ms"));
+    t.push(
+        Row::new(
+            "chat: keystroke echo p50 / p99",
+            p99,
+            "ms",
+            format!("{p50:.3} ms / {p99:.3} ms"),
+        )
+        .bar("p99 ≤ 5 ms", p99 <= 5.0)
+        .note(format!(
+            "benches/chat.rs: {} keys one at a time through `stty raw -echo; cat` in the PTY; max {:.3} ms",
+            v["keys"],
+            f("echo_max_ms")
+        )),
+    );
 }
