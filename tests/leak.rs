@@ -75,7 +75,9 @@ async fn chat_cycle(s: &Server) {
     let mut ws = ws_connect(&s.ws_url("/api/ws?cols=80&rows=24"), &[])
         .await
         .expect("upgrade");
-    let hello = wait_text(&mut ws, "\"session\"", T).await.expect("session frame");
+    let hello = wait_text(&mut ws, "\"session\"", T)
+        .await
+        .expect("session frame");
     let v: serde_json::Value = serde_json::from_str(&hello).unwrap();
     let id = v["id"].as_str().expect("session id");
     let r = http()
@@ -84,7 +86,10 @@ async fn chat_cycle(s: &Server) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    assert!(wait_text(&mut ws, "\"exit\"", T).await.is_some(), "no exit frame");
+    assert!(
+        wait_text(&mut ws, "\"exit\"", T).await.is_some(),
+        "no exit frame"
+    );
     let _ = tokio::time::timeout(T, async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
 

@@ -127,8 +127,13 @@ async fn chat_cycle(addr: SocketAddr, i: usize) -> bool {
                 Err(_) => return None,
             }
         };
-        let st = status_of(addr, http::Method::DELETE, &format!("/api/sessions/{id}"), &auth())
-            .await?;
+        let st = status_of(
+            addr,
+            http::Method::DELETE,
+            &format!("/api/sessions/{id}"),
+            &auth(),
+        )
+        .await?;
         if st != 202 {
             return None;
         }
@@ -234,5 +239,11 @@ pub async fn churn(t: &mut Table, cycles: usize) {
         cycle(a, i, "/api/events?channel=churn")
     })
     .await;
-    churn_rows(t, "chat sockets (new PTY session, kill, close)", cycles, chat_cycle).await;
+    churn_rows(
+        t,
+        "chat sockets (new PTY session, kill, close)",
+        cycles,
+        chat_cycle,
+    )
+    .await;
 }

@@ -240,10 +240,14 @@ pub async fn measure(
     headers: &[(String, String)],
     burst: usize,
     server_pid: Option<u32>,
+    spread: bool,
 ) -> Result<Fanout, String> {
     epoch();
     let subs: Vec<Result<RawWs, String>> = futures_util::stream::iter(0..SUBSCRIBERS)
-        .map(|i| RawWs::connect(addr, local(i), sub_path, headers))
+        .map(|i| {
+            let from = if spread { local(i) } else { local(0) };
+            RawWs::connect(addr, from, sub_path, headers)
+        })
         .buffer_unordered(64)
         .collect()
         .await;
@@ -397,6 +401,7 @@ pub async fn dashgate(t: &mut Table) -> Option<Fanout> {
         &auth,
         BURST,
         Some(server.proc.pid()),
+        true,
     )
     .await;
     drop(server);

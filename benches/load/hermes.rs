@@ -122,6 +122,9 @@ pub async fn fanout(t: &mut Table, h: &Result<Hermes, String>, dash: Option<&Fan
         &[],
         100,
         Some(h._proc.pid()),
+        // hermes accepts WebSockets only from the literal 127.0.0.1 (its
+        // `_LOOPBACK_HOSTS`), not from the rest of 127.0.0.0/8.
+        false,
     )
     .await;
     let f = match r {

@@ -82,7 +82,10 @@ fn main() {
     } else {
         SMOKE
     };
-    if let Some(r) = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(r) = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         plan.rounds = r;
     }
     let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
@@ -137,8 +140,10 @@ fn main() {
     rt.shutdown_timeout(Duration::from_secs(2));
     t.print();
     if !plan.full {
-        println!("
-(smoke run: `cargo bench --bench load` measures; nothing written)");
+        println!(
+            "
+(smoke run: `cargo bench --bench load` measures; nothing written)"
+        );
         return;
     }
     let path = bench_dir().join("results.json");

@@ -283,7 +283,11 @@ pub fn chat_rows(t: &mut Table) {
             "no {}: run `cargo bench --bench chat` first (make bench does)",
             path.display()
         );
-        t.push(Row::missing("chat: PTY output to a WebSocket client", "≥ 50 MB/s", &why));
+        t.push(Row::missing(
+            "chat: PTY output to a WebSocket client",
+            "≥ 50 MB/s",
+            &why,
+        ));
         t.push(Row::missing("chat: keystroke echo p99", "≤ 5 ms", &why));
         return;
     };
