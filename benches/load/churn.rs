@@ -184,9 +184,11 @@ where
         ok += usize::from(one(s.addr, i).await);
     }
     let secs = start.elapsed().as_secs_f64();
+    // Ask first: the status request's own connection must be gone too
+    // before the fds are counted.
+    let open = open_sockets(&s).await;
     let fds_back = settle(Duration::from_secs(5), || settled(&s, fd0)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let open = open_sockets(&s).await;
     let (fd1, rss1) = (s.proc.fds(), s.proc.rss_kib());
     let z = zombies(s.proc.pid());
     t.push(
