@@ -58,7 +58,7 @@ pub struct Plan {
 const FULL: Plan = Plan {
     full: true,
     rounds: 20,
-    requests: 4_000,
+    requests: 10_000,
     idle: 10_000,
     cycles: 1_000,
 };
