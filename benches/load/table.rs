@@ -205,9 +205,15 @@ pub fn machine() -> serde_json::Value {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0);
+    // Others' work on the machine while this ran (the 1-minute figure).
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
     serde_json::json!({
         "nproc": cpus,
         "cpu": model,
+        "loadavg_1m_at_end": load,
         "mem_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
     })
 }
