@@ -286,7 +286,7 @@ pub fn chat_rows(t: &mut Table) {
         .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
     else {
         let why = format!(
-            "no {}: run `cargo bench --bench chat` first (make bench does)",
+            "no {}: `cargo bench --bench chat` did not run or did not finish (make bench runs it first; see its output)",
             path.display()
         );
         t.push(Row::missing(
