@@ -381,3 +381,35 @@ async fn hermes_aliases_select_insecure_and_token() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["policy"]["preset"], "secure");
 }
+
+/// warp serves `/api/policy/` as `/api/policy`; the rules must decide it as
+/// that route too, or a trailing slash walks past a `deny`.
+const DENY_SOME_ROUTES: &str = r#"
+version: 1
+rules:
+  - name: no policy dump
+    paths: [/api/policy, /metrics]
+    action: deny
+  - name: no event socket
+    paths: [/api/events]
+    transport: ws
+    action: deny
+  - name: the rest
+    action: allow
+"#;
+
+#[tokio::test]
+async fn a_trailing_slash_is_decided_as_the_route_it_reaches() {
+    let (_d, path) = policy_file(DENY_SOME_ROUTES);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    for p in ["/api/policy", "/api/policy/", "/metrics/"] {
+        let (st, body) = raw_get(s.addr, p);
+        assert_eq!(st, 403, "{p}: {body}");
+        assert!(body.contains("no policy dump"), "{p}: {body}");
+    }
+    for p in ["/api/events", "/api/events/"] {
+        assert_eq!(ws_status("127.0.0.1", &s.ws_url(p), &[]).await, 403, "{p}");
+    }
+    // The slash itself is no reason to refuse a route the rules allow.
+    assert_eq!(raw_get(s.addr, "/api/status/").0, 200);
+}

@@ -59,9 +59,15 @@ pub fn strip_query(raw: &str) -> &str {
     }
 }
 
-/// The segments of a canonical path: `/` is `[""]`, `/a/` is `["a", ""]`.
+/// The segments of a canonical path: `/` is `[""]`, `/a/` is `["a"]`.
+///
+/// Why drop one trailing `/`: warp routes `/api/policy/` to the
+/// `/api/policy` route (its `path::end` accepts the slash), so the rules must
+/// see the two as the same path, or a trailing slash would walk past a rule
+/// written for the route. Globs are split the same way (`/docs/` is `/docs`).
 pub fn segments(path: &str) -> impl Iterator<Item = &str> + Clone {
-    path.get(1..).unwrap_or("").split('/')
+    let rest = path.get(1..).unwrap_or("");
+    rest.strip_suffix('/').unwrap_or(rest).split('/')
 }
 
 /// One compiled segment of a glob.
@@ -269,7 +275,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(m("/healthz", "/healthz"));
-        assert!(!m("/healthz", "/healthz/"));
+        // The router serves `/healthz/` as `/healthz`: so do the rules.
+        assert!(m("/healthz", "/healthz/"));
+        assert!(m("/docs/", "/docs") && m("/docs/", "/docs/"));
+        assert!(m("/", "/") && !m("/", "/x/"));
         assert!(!m("/healthz", "/healthzz"));
         assert!(m("/api/*", "/api/ws"));
         assert!(!m("/api/*", "/api/"));
