@@ -74,6 +74,7 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(target_host())
         .and(warp::header::headers_cloned())
         .and_then(
             |state: AppState,
@@ -81,6 +82,7 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
              method: http::Method,
              path: warp::path::FullPath,
              query: String,
+             target: TargetHost,
              headers: HeaderMap| async move {
                 check(
                     &state,
@@ -88,11 +90,51 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
                     method.as_str(),
                     path.as_str(),
                     query,
+                    target,
                     &headers,
                 )
                 .map_err(warp::reject::custom)
             },
         )
+}
+
+/// What warp makes of the request's authority: the target URI's (an
+/// absolute-form request line, HTTP/2's `:authority`), else the `Host`
+/// header's. `Refused` when the two disagree or `Host` is no authority.
+#[derive(Debug, Clone)]
+enum TargetHost {
+    Found(Option<String>),
+    Refused,
+}
+
+fn target_host() -> impl Filter<Extract = (TargetHost,), Error = std::convert::Infallible> + Clone
+{
+    warp::host::optional()
+        .map(|a: Option<warp::host::Authority>| TargetHost::Found(a.map(|a| a.to_string())))
+        .or(warp::any().map(|| TargetHost::Refused))
+        .unify()
+}
+
+/// The host the request is for (RFC 9112 §3.3): the target URI's authority
+/// when it has one, else the one `Host` header. `Err` when that is
+/// ambiguous: several `Host` lines, or a `Host` that names another
+/// authority than the request line. A `Host` that is no authority at all is
+/// passed on for the policy to judge.
+fn request_host(target: TargetHost, headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let mut lines = headers.get_all(http::header::HOST).iter();
+    let (first, more) = (lines.next(), lines.next().is_some());
+    if more {
+        return Err(());
+    }
+    let header = first.and_then(|v| v.to_str().ok());
+    match (target, header) {
+        (TargetHost::Found(_), Some(h)) => Ok(Some(h.to_string())),
+        (TargetHost::Found(uri), None) => Ok(uri),
+        (TargetHost::Refused, Some(h)) if h.parse::<warp::host::Authority>().is_err() => {
+            Ok(Some(h.to_string()))
+        }
+        (TargetHost::Refused, _) => Err(()),
+    }
 }
 
 /// The peer address: ours from `server::run`, else warp's own (warp::serve).
@@ -234,6 +276,7 @@ fn check(
     method: &str,
     path: &str,
     query: String,
+    target: TargetHost,
     headers: &HeaderMap,
 ) -> Result<Access, Denied> {
     let live = state.policy();
@@ -259,6 +302,9 @@ fn check(
         Ok(v) => v,
         Err(reason) => return Err(deny(peer_ip, reason, None)),
     };
+    let Ok(host) = request_host(target, headers) else {
+        return Err(deny(view.client, Reason::HostNotAllowed, None));
+    };
     let presented = presented(headers, &query, policy, view.peer_trusted);
     let credential = resolve(state, policy, &presented);
     let facts = Facts {
@@ -266,10 +312,7 @@ fn check(
         client: canonical_ip(view.client),
         method: method.to_string(),
         path: path.to_string(),
-        host: view
-            .host
-            .clone()
-            .or_else(|| header_str(headers, "host").map(str::to_string)),
+        host: view.host.clone().or(host),
         origin: header_str(headers, "origin").map(str::to_string),
         scheme: view.proto.clone().unwrap_or_else(|| "http".to_string()),
         transport,

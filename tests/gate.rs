@@ -413,3 +413,70 @@ async fn a_trailing_slash_is_decided_as_the_route_it_reaches() {
     // The slash itself is no reason to refuse a route the rules allow.
     assert_eq!(raw_get(s.addr, "/api/status/").0, 200);
 }
+
+/// The host a request is for is its target URI's authority (an absolute-form
+/// request line, HTTP/2's `:authority`), else its one `Host` header.
+#[tokio::test]
+async fn the_host_is_the_target_authority_and_there_is_one() {
+    let s = launch().arg("--insecure").start();
+    let a = s.addr;
+    for (what, raw) in [
+        (
+            "absolute-form target for another host",
+            format!("GET http://evil.example/api/status HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "Host disagreeing with the absolute-form target",
+            format!("GET http://{a}/api/status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "a second Host header",
+            format!("GET /api/status HTTP/1.1\r\nHost: {a}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        ),
+    ] {
+        let (st, body) = raw_request(a, &raw);
+        assert_eq!(st, 403, "{what}: {body}");
+        assert!(body.contains("host_not_allowed"), "{what}: {body}");
+    }
+    let (st, body) = raw_request(
+        a,
+        &format!("GET http://{a}/api/status HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(st, 200, "absolute-form target for this host: {body}");
+    // HTTP/2 carries the host as `:authority`, with no Host header at all.
+    let reply = h2c_get(a, "/api/status");
+    assert!(reply.contains(r#""name":"dashgate""#), "h2c: {reply:?}");
+}
+
+/// A bare HTTP/2 (prior knowledge) `GET path` carrying `:authority` and no
+/// `host` header, as curl --http2-prior-knowledge sends it; returns what the
+/// server wrote (bodies travel uncompressed in DATA frames).
+fn h2c_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = addr.to_string();
+    // HPACK: :method GET (static 2), :scheme http (static 6), then :path
+    // (name 4) and :authority (name 1) as literals without indexing.
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend(path.bytes());
+    block.extend([0x01, authority.len() as u8]);
+    block.extend(authority.bytes());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let len = block.len();
+    // HEADERS, END_STREAM | END_HEADERS, stream 1
+    out.extend([(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    out.extend(block);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.write_all(&out).unwrap();
+    let (mut got, mut buf, end) = (Vec::new(), [0u8; 4096], Instant::now() + T);
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) if got.ends_with(b"}") => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
