@@ -335,6 +335,12 @@ fn check(
             Err(r) => r.as_str(),
         },
     );
+    // Every bad credential counts, also where an `allow` rule lets the
+    // request through anonymously: there a valid `?token=` still answers
+    // differently (a 303 with a cookie), so guesses must be limited too.
+    if facts.credential == Credential::Invalid {
+        state.limiter.record_failure(facts.client);
+    }
     match decision.verdict {
         Ok(principal) => Ok(Access {
             token_visit: matches!(facts.credential, Credential::Valid(_))
@@ -348,9 +354,6 @@ fn check(
             query,
         }),
         Err(reason) => {
-            if reason == Reason::BadCredential {
-                state.limiter.record_failure(facts.client);
-            }
             let mut d = deny(facts.client, reason, decision.rule);
             if reason == Reason::NoCredential && wants_html(headers, method, transport) {
                 d.login_redirect = Some(login_url(path, &query));

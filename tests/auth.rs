@@ -359,3 +359,32 @@ async fn expired_session_closes_its_websocket_with_4401() {
         (401, 401)
     );
 }
+
+/// A public page answers a valid `?token=` with a 303 and a cookie and a bad
+/// one with the page: an oracle, so a bad token counts there too.
+#[tokio::test]
+async fn bad_tokens_on_public_pages_count_towards_the_limit() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let page = |token: &str| {
+        http_from("127.0.0.2")
+            .get(s.url(&format!("/login?token={token}")))
+            .header("accept", "text/html")
+            .send()
+    };
+    for i in 0..3 {
+        let r = page(&format!("guess-{i}")).await.unwrap();
+        assert_eq!(r.status(), 200, "the public page is still served");
+    }
+    let r = page("ci-token-123").await.unwrap();
+    assert_eq!(r.status(), 429, "a fourth guess must not be answered");
+    assert!(r.headers().get("set-cookie").is_none());
+    // Another address is unaffected.
+    let r = http_from("127.0.0.3")
+        .get(s.url("/login?token=ci-token-123"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
