@@ -388,3 +388,42 @@ async fn bad_tokens_on_public_pages_count_towards_the_limit() {
         .unwrap();
     assert_eq!(r.status(), 303);
 }
+
+/// Password checks are slow (argon2): attempts sent all at once must not
+/// all be checked before the first failure is counted.
+#[tokio::test]
+async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let c = http_from("127.0.0.2");
+    let attempts = (0..12).map(|i| {
+        c.post(s.url("/api/login"))
+            .json(&serde_json::json!({"username": "alice", "password": format!("guess {i}")}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|&&st| st == 401).count();
+    assert!(checked <= 3, "{checked} passwords checked: {statuses:?}");
+    assert_eq!(checked + statuses.iter().filter(|&&st| st == 429).count(), 12);
+    // A right password right after is refused too, then works elsewhere.
+    let (st, _) = {
+        let r = c
+            .post(s.url("/api/login"))
+            .json(&serde_json::json!({"username": "alice", "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(st, 429);
+    let (st, cookie) = login_cookie(
+        &s,
+        serde_json::json!({"username": "alice", "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!((st, cookie.is_some()), (200, true));
+}
