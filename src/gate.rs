@@ -107,8 +107,7 @@ enum TargetHost {
     Refused,
 }
 
-fn target_host() -> impl Filter<Extract = (TargetHost,), Error = std::convert::Infallible> + Clone
-{
+fn target_host() -> impl Filter<Extract = (TargetHost,), Error = std::convert::Infallible> + Clone {
     warp::host::optional()
         .map(|a: Option<warp::host::Authority>| TargetHost::Found(a.map(|a| a.to_string())))
         .or(warp::any().map(|| TargetHost::Refused))
