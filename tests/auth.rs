@@ -408,7 +408,10 @@ async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
         .collect();
     let checked = statuses.iter().filter(|&&st| st == 401).count();
     assert!(checked <= 3, "{checked} passwords checked: {statuses:?}");
-    assert_eq!(checked + statuses.iter().filter(|&&st| st == 429).count(), 12);
+    assert_eq!(
+        checked + statuses.iter().filter(|&&st| st == 429).count(),
+        12
+    );
     // A right password right after is refused too, then works elsewhere.
     let (st, _) = {
         let r = c

@@ -464,10 +464,21 @@ fn h2c_get(addr: std::net::SocketAddr, path: &str) -> String {
     out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
     let len = block.len();
     // HEADERS, END_STREAM | END_HEADERS, stream 1
-    out.extend([(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    out.extend([
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0x1,
+        0x5,
+        0,
+        0,
+        0,
+        1,
+    ]);
     out.extend(block);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s.write_all(&out).unwrap();
     let (mut got, mut buf, end) = (Vec::new(), [0u8; 4096], Instant::now() + T);
     while Instant::now() < end {
