@@ -491,3 +491,55 @@ fn h2c_get(addr: std::net::SocketAddr, path: &str) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// Connections are bounded (`--max-connections`), so a connection must not
+/// hold its place forever without sending a request: silent sockets, a
+/// request head that never ends, an HTTP/2 preface and then nothing.
+#[tokio::test]
+async fn idle_connections_cannot_hold_every_connection_slot() {
+    use std::io::Write;
+    let s = launch()
+        .arg("--insecure")
+        .args(["--max-connections", "3"])
+        .start();
+    // An upgraded WebSocket has left the connection pool: it may idle.
+    let mut ws = ws_connect(&s.ws_url("/api/events"), &[]).await.unwrap();
+    let mut idle = Vec::new();
+    for start in [
+        "",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.write_all(start.as_bytes()).unwrap();
+        idle.push(c);
+    }
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let r = patient.get(s.url("/healthz")).send().await;
+    assert!(
+        matches!(&r, Ok(r) if r.status() == 200),
+        "not served after {:?}: {r:?}",
+        t0.elapsed()
+    );
+    drop(idle);
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Ping(
+        vec![7].into(),
+    ))
+    .await
+    .unwrap();
+    let pong = tokio::time::timeout(T, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_pong() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(pong, Ok(true), "the idle WebSocket was closed");
+}
