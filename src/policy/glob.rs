@@ -21,10 +21,12 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
             0 => return Some("contains a NUL byte"),
             c if c < 0x20 || c == 0x7f => return Some("contains a control character"),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
+                // Two hex digits exactly: `from_str_radix` alone would also
+                // take a sign (`%+5`).
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
                 match hex {
                     None => return Some("contains a malformed %-escape"),
                     Some(b'/') => return Some("contains an encoded '/' (%2F)"),
@@ -267,6 +269,8 @@ mod tests {
             "/%61pi",
             "/a%zz",
             "/a%4",
+            "/a%+5",
+            "/a%-1",
         ] {
             assert!(non_canonical(bad).is_some(), "{bad:?}");
         }
