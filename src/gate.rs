@@ -166,6 +166,14 @@ fn header_lines(headers: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every line of `name` as one comma-separated list (RFC 9110 §5.3), so
+/// that two lines of a single-valued header are as malformed as one line
+/// with two values, rather than quietly the first.
+fn header_joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let lines = header_lines(headers, name);
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
 /// Whether the request is a WebSocket upgrade.
 fn is_upgrade(headers: &HeaderMap) -> bool {
     header_str(headers, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
@@ -289,8 +297,8 @@ fn check(
     let fwd = ForwardHeaders {
         x_forwarded_for: header_lines(headers, "x-forwarded-for"),
         forwarded: header_lines(headers, "forwarded"),
-        x_forwarded_proto: header_str(headers, "x-forwarded-proto").map(str::to_string),
-        x_forwarded_host: header_str(headers, "x-forwarded-host").map(str::to_string),
+        x_forwarded_proto: header_joined(headers, "x-forwarded-proto"),
+        x_forwarded_host: header_joined(headers, "x-forwarded-host"),
     };
     let deny = |client: IpAddr, reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);

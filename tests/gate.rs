@@ -543,3 +543,36 @@ async fn idle_connections_cannot_hold_every_connection_slot() {
     .await;
     assert_eq!(pong, Ok(true), "the idle WebSocket was closed");
 }
+
+/// `X-Forwarded-Proto: https, http` is refused as malformed; the same two
+/// values on two lines must not quietly mean the first one (a proxy that
+/// appends its line after the client's would let the client pick).
+#[tokio::test]
+async fn repeated_forwarding_headers_from_a_trusted_proxy_are_400() {
+    let (_d, path) = policy_file(LAN_POLICY);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    for (name, first, second) in [
+        ("x-forwarded-proto", "https", "http"),
+        ("x-forwarded-host", "evil.example", "localhost"),
+    ] {
+        let one = http_from("127.0.0.5")
+            .get(s.url("/api/whoami"))
+            .header("x-forwarded-for", "127.0.0.2")
+            .header(name, format!("{first}, {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(one.status(), 400, "{name}: one line");
+        let two = http_from("127.0.0.5")
+            .get(s.url("/api/whoami"))
+            .header("x-forwarded-for", "127.0.0.2")
+            .header(name, first)
+            .header(name, second)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(two.status(), 400, "{name}: two lines");
+        let body: serde_json::Value = two.json().await.unwrap();
+        assert_eq!(body["reason"], "bad_forwarding_header");
+    }
+}
