@@ -326,7 +326,11 @@ fn check(
         credential,
     };
     let limit = policy.auth_failures_per_minute();
-    if presented != Presented::None {
+    // Only tokens are guessed here, so only tokens are held back. A session
+    // cookie (256 random bits, never counted) or a proxy's forward-auth user
+    // is not: any web page can make the user's browser send bad `?token=`s
+    // from the user's own address, and must not lock their session out.
+    if matches!(presented, Presented::Token(_)) {
         if let Some(retry) = state.limiter.blocked(facts.client, limit) {
             let mut d = deny(facts.client, Reason::TooManyFailures, None);
             d.retry_after = Some(retry.as_secs());

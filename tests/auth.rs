@@ -430,3 +430,36 @@ async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
     .await;
     assert_eq!((st, cookie.is_some()), (200, true));
 }
+
+/// Any web page the user visits can make their browser request
+/// `http://127.0.0.1:PORT/...?token=x` (an <img>, a no-cors fetch): failures
+/// from the user's own address. Those must not lock the signed-in browser
+/// out; cookies cannot be guessed and are never counted.
+#[tokio::test]
+async fn failures_from_the_same_address_do_not_lock_out_a_session_cookie() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
+    assert_eq!(st, 200);
+    let c = cookie_pair(&cookie.unwrap());
+    for i in 0..5 {
+        http()
+            .get(s.url(&format!("/api/status?token=cross-site-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Tokens from this address are blocked now...
+    let r = http()
+        .get(s.url("/api/whoami"))
+        .bearer_auth("ci-token-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // ...but the signed-in browser goes on working, REST and WebSocket.
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (200, 101)
+    );
+}
