@@ -60,7 +60,37 @@ impl FailureLimiter {
 
     /// Count one failed credential from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
+        self.record(&mut self.map.lock(), ip);
+    }
+
+    /// Start a slow credential check (a password): unless `ip` is blocked,
+    /// count the attempt as a failure at once, under the same lock as the
+    /// check, so attempts sent all at once cannot all be checked before the
+    /// first failure is counted. Call [`FailureLimiter::forgive`] when the
+    /// attempt succeeds (or turns out to be no attempt at all).
+    ///
+    /// # Errors
+    /// How long until `ip` may try again, when it is blocked.
+    pub fn begin_attempt(&self, ip: IpAddr, limit: u32) -> Result<(), Duration> {
         let mut map = self.map.lock();
+        if let Some(w) = map.get(&ip) {
+            let elapsed = w.start.elapsed();
+            if elapsed < self.window && w.failures >= limit {
+                return Err((self.window - elapsed).max(Duration::from_secs(1)));
+            }
+        }
+        self.record(&mut map, ip);
+        Ok(())
+    }
+
+    /// Take back one failure counted by [`FailureLimiter::begin_attempt`].
+    pub fn forgive(&self, ip: IpAddr) {
+        if let Some(w) = self.map.lock().get_mut(&ip) {
+            w.failures = w.failures.saturating_sub(1);
+        }
+    }
+
+    fn record(&self, map: &mut HashMap<IpAddr, Window>, ip: IpAddr) {
         let now = Instant::now();
         if !map.contains_key(&ip) && map.len() >= self.max_tracked {
             let window = self.window;
@@ -117,6 +147,19 @@ mod tests {
         assert!(l.blocked(ip("10.0.0.1"), 1).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(l.blocked(ip("10.0.0.1"), 1).is_none());
+    }
+
+    #[test]
+    fn attempts_count_before_they_are_checked() {
+        let l = FailureLimiter::new(Duration::from_secs(60));
+        let a = ip("10.0.0.1");
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.begin_attempt(a, 2).is_err(), "two attempts in flight");
+        l.forgive(a);
+        assert!(l.blocked(a, 2).is_none());
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.blocked(a, 2).is_some());
     }
 
     #[test]
