@@ -174,6 +174,17 @@ fn header_joined(headers: &HeaderMap, name: &str) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join(", "))
 }
 
+/// The Origin header. Several Origin headers (only a non-browser client can
+/// send that) are kept joined, which equals no allowed origin: refused where
+/// Origin is checked, rather than deciding on whichever came first.
+fn origin(headers: &HeaderMap) -> Option<String> {
+    let mut all = headers.get_all("origin").iter();
+    let first = String::from_utf8_lossy(all.next()?.as_bytes()).into_owned();
+    Some(all.fold(first, |acc, v| {
+        format!("{acc}, {}", String::from_utf8_lossy(v.as_bytes()))
+    }))
+}
+
 /// Whether the request is a WebSocket upgrade.
 fn is_upgrade(headers: &HeaderMap) -> bool {
     header_str(headers, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
@@ -352,7 +363,7 @@ fn check(
         method: method.to_string(),
         path: path.to_string(),
         host: view.host.clone().or(host),
-        origin: header_str(headers, "origin").map(str::to_string),
+        origin: origin(headers),
         scheme: view.proto.clone().unwrap_or_else(|| "http".to_string()),
         transport,
         credential,

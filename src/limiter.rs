@@ -49,6 +49,7 @@ impl FailureLimiter {
     /// If `ip` is over `limit` failures in its window: how long until it may
     /// try again (at least one second, as `Retry-After` counts in seconds).
     pub fn blocked(&self, ip: IpAddr, limit: u32) -> Option<Duration> {
+        let ip = key(ip);
         let map = self.map.lock();
         let w = map.get(&ip)?;
         let elapsed = w.start.elapsed();
@@ -60,7 +61,7 @@ impl FailureLimiter {
 
     /// Count one failed credential from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
-        self.record(&mut self.map.lock(), ip);
+        self.record(&mut self.map.lock(), key(ip));
     }
 
     /// Start a slow credential check (a password): unless `ip` is blocked,
@@ -72,6 +73,7 @@ impl FailureLimiter {
     /// # Errors
     /// How long until `ip` may try again, when it is blocked.
     pub fn begin_attempt(&self, ip: IpAddr, limit: u32) -> Result<(), Duration> {
+        let ip = key(ip);
         let mut map = self.map.lock();
         if let Some(w) = map.get(&ip) {
             let elapsed = w.start.elapsed();
@@ -85,7 +87,7 @@ impl FailureLimiter {
 
     /// Take back one failure counted by [`FailureLimiter::begin_attempt`].
     pub fn forgive(&self, ip: IpAddr) {
-        if let Some(w) = self.map.lock().get_mut(&ip) {
+        if let Some(w) = self.map.lock().get_mut(&key(ip)) {
             w.failures = w.failures.saturating_sub(1);
         }
     }
@@ -120,6 +122,19 @@ impl FailureLimiter {
     }
 }
 
+/// The address failures are counted under: an IPv6 client is its /64, since
+/// one host usually holds a whole /64 and could otherwise spread guesses
+/// over 2^64 addresses.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +153,18 @@ mod tests {
         let retry = l.blocked(ip("10.0.0.1"), 3).expect("blocked");
         assert!(retry <= Duration::from_secs(60) && retry >= Duration::from_secs(1));
         assert!(l.blocked(ip("10.0.0.2"), 3).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_counts_as_one_client() {
+        let l = FailureLimiter::new(Duration::from_secs(60));
+        l.record_failure(ip("2001:db8:1:2::1"));
+        l.record_failure(ip("2001:db8:1:2::ffff"));
+        assert!(l.blocked(ip("2001:db8:1:2:abcd::9"), 2).is_some());
+        assert!(l.blocked(ip("2001:db8:1:3::1"), 2).is_none());
+        l.record_failure(ip("::ffff:10.0.0.1"));
+        assert!(l.blocked(ip("10.0.0.1"), 1).is_some());
+        assert!(l.blocked(ip("10.0.0.2"), 1).is_none());
     }
 
     #[test]

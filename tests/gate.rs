@@ -206,6 +206,24 @@ async fn foreign_origin_is_refused_in_every_preset() {
 }
 
 #[tokio::test]
+async fn two_origin_headers_are_refused() {
+    let s = launch().arg("--insecure").start();
+    let own = format!("http://{}", s.addr);
+    let raw = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {}\r\nOrigin: {own}\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    let (st, body) = raw_request(s.addr, &raw);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("origin_not_allowed"), "{body}");
+    let one = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {}\r\nOrigin: {own}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    assert_eq!(raw_request(s.addr, &one).0, 200);
+}
+
+#[tokio::test]
 async fn foreign_host_is_refused_when_bound_to_loopback() {
     let s = launch().arg("--insecure").start();
     let (st, body) = raw_request(
