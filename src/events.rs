@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -46,12 +47,12 @@ struct Channel {
     sinks: Vec<(u64, Sink)>,
 }
 
-/// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
+/// Counters exported on `/metrics` (shared with `crate::metrics`).
+#[derive(Debug, Default, Clone)]
 pub struct HubStats {
-    pub delivered: AtomicU64,
-    pub dropped: AtomicU64,
-    pub published: AtomicU64,
+    pub delivered: Counter,
+    pub dropped: Counter,
+    pub published: Counter,
 }
 
 /// The hub: channel name -> subscribers.
@@ -110,6 +111,14 @@ impl Hub {
         Arc::new(Self::default())
     }
 
+    /// A hub counting into `stats`.
+    pub fn with_stats(stats: HubStats) -> Arc<Self> {
+        Arc::new(Self {
+            stats,
+            ..Self::default()
+        })
+    }
+
     /// Subscribe to `channel` (already validated by the caller).
     ///
     /// # Errors
@@ -143,7 +152,7 @@ impl Hub {
 
     /// Deliver `msg` to every subscriber of `channel`; returns how many got it.
     pub fn publish(&self, channel: &str, msg: Bytes) -> usize {
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.stats.published.inc();
         let channels = self.channels.read();
         let Some(ch) = channels.get(channel) else {
             return 0;
@@ -160,10 +169,8 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        self.stats
-            .delivered
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.stats.delivered.inc_by(delivered as u64);
+        self.stats.dropped.inc_by(dropped);
         delivered
     }
 

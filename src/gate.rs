@@ -284,6 +284,14 @@ fn check(
         }
     }
     let decision = policy.decide(&facts);
+    state.metrics.decision(
+        decision.rule.as_deref(),
+        action_name(decision.action),
+        match decision.verdict {
+            Ok(_) => "allowed",
+            Err(r) => r.as_str(),
+        },
+    );
     match decision.verdict {
         Ok(principal) => Ok(Access {
             token_visit: matches!(facts.credential, Credential::Valid(_))
@@ -306,6 +314,16 @@ fn check(
             }
             Err(d)
         }
+    }
+}
+
+fn action_name(a: Option<crate::policy::Action>) -> &'static str {
+    use crate::policy::Action;
+    match a {
+        Some(Action::Allow) => "allow",
+        Some(Action::Authenticate) => "authenticate",
+        Some(Action::Deny) => "deny",
+        None => "none",
     }
 }
 

@@ -17,6 +17,7 @@ pub mod conns;
 pub mod events;
 pub mod gate;
 pub mod limiter;
+pub mod metrics;
 pub mod policy;
 mod policy_cmd;
 pub mod reject;

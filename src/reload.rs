@@ -17,6 +17,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
     let source = &state.config.policy_source;
     match load_policy(source, state.config.bind.ip()) {
         Err(e) => {
+            state.metrics.reload_failures.inc();
             tracing::error!(trigger = why, error = %e, "policy reload failed; the old policy stays in force");
             state.hub.server_event(
                 "policy.reload_failed",
@@ -27,6 +28,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
         Ok(policy) => {
             let summary = policy.summary();
             state.swap_policy(policy);
+            state.metrics.reloads.inc();
             let live = state.policy();
             let closed = state.conns.recheck(|access| {
                 let d = redecide(state, &live.compiled, access);
@@ -52,4 +54,59 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             true
         }
     }
+}
+
+/// Quiet time after the last change before a reload: editors write a file
+/// in several steps (truncate + write, or write a temp file + rename).
+pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Watch the policy file (when the policy came from one) and reload when its
+/// content changes. The folder is watched, not the file, so an editor that
+/// replaces the file by renaming a new one over it is seen too. The returned
+/// watcher must be kept alive.
+pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    use sha2::{Digest, Sha256};
+
+    let crate::state::PolicySource::File(path) = &state.config.policy_source else {
+        return None;
+    };
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    let dir = path.parent()?.to_path_buf();
+    let name = path.file_name()?.to_os_string();
+    // One pending change is enough: the reload reads the file afresh.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the policy file; SIGHUP still reloads"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy folder; SIGHUP still reloads");
+        return None;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            // Skip no-op writes (same bytes as the policy in force).
+            if let Ok(text) = std::fs::read(&path) {
+                let sha = hex::encode(Sha256::digest(&text));
+                if sha == state.policy().compiled.summary().sha256 {
+                    continue;
+                }
+            }
+            reload(&state, "file changed");
+        }
+    });
+    Some(watcher)
 }

@@ -121,6 +121,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
@@ -176,6 +177,10 @@ pub fn main(args: ServeArgs) -> i32 {
         } else {
             bind
         };
+        // Signals and the watcher are in place before the server announces
+        // itself, so a SIGHUP right after the `listening` line is a reload.
+        let _watcher = crate::reload::watch(&state);
+        let shutdown = crate::signals::install(state.clone());
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");
@@ -183,7 +188,6 @@ pub fn main(args: ServeArgs) -> i32 {
             println!("open http://{shown}/?token={token}");
         }
         drop(token);
-        let shutdown = crate::signals::install(state.clone());
         crate::server::run(listener, state, args.max_connections, shutdown).await;
         0
     })

@@ -11,7 +11,9 @@ use subtle::ConstantTimeEq;
 
 use crate::conns::Conns;
 use crate::events::Hub;
+use crate::events::HubStats;
 use crate::limiter::FailureLimiter;
+use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
 use crate::sessions::Sessions;
 
@@ -78,6 +80,7 @@ pub struct State {
     pub limiter: FailureLimiter,
     /// Sign-in sessions behind the cookie.
     pub sessions: Sessions,
+    pub metrics: Metrics,
     pub started: Instant,
     // TODO(chat): the chat session registry goes here.
 }
@@ -86,8 +89,14 @@ pub type AppState = Arc<State>;
 
 impl State {
     pub fn new(config: Config, policy: CompiledPolicy) -> AppState {
-        let hub = Hub::new();
+        let metrics = Metrics::default();
+        let hub = Hub::with_stats(HubStats {
+            delivered: metrics.event_deliveries.clone(),
+            dropped: metrics.event_drops.clone(),
+            published: metrics.event_publishes.clone(),
+        });
         Arc::new(Self {
+            metrics,
             limiter: FailureLimiter::new(config.auth_window),
             sessions: Sessions::default(),
             conns: Conns::new(config.max_sockets, hub.clone()),

@@ -16,7 +16,9 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .unify()
         .or(whoami(state.clone()))
         .unify()
-        .or(policy(state))
+        .or(policy(state.clone()))
+        .unify()
+        .or(metrics(state))
         .unify()
         .boxed()
 }
@@ -130,6 +132,30 @@ pub fn policy(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .and(with_state(state))
         .map(|state: AppState| {
             Endpoint::sync(move |_| warp::reply::json(&state.policy().compiled.effective()))
+        })
+}
+
+/// GET /metrics
+pub fn metrics(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|state: AppState| {
+            Endpoint::sync(move |_| {
+                let m = &state.metrics;
+                m.websockets.clear();
+                for (route, n) in state.conns.by_route() {
+                    m.websockets
+                        .get_or_create(&crate::metrics::RouteLabels { route })
+                        .set(n as i64);
+                }
+                let body = m.encode();
+                warp::reply::with_header(
+                    body,
+                    "content-type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            })
         })
 }
 

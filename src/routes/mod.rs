@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/api/status", Kind::Http),
     ("GET", "/api/whoami", Kind::Http),
     ("GET", "/api/policy", Kind::Http),
+    ("GET", "/metrics", Kind::Http),
     ("GET", "/api/events", Kind::Ws),
     ("GET", "/api/pub", Kind::Ws),
     ("POST", "/api/login", Kind::Http),
@@ -115,6 +116,7 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
 /// handler. `server::run` serves exactly this.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let st = state.clone();
+    let metrics_state = state.clone();
     authorize(state.clone())
         .and(tree(state))
         .then(move |access: Access, ep: Endpoint| {
@@ -122,4 +124,9 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
             async move { ep.run(&st, access).await }
         })
         .recover(handle_rejection)
+        .with(warp::log::custom(move |info| {
+            metrics_state
+                .metrics
+                .request(info.path(), info.status().as_u16())
+        }))
 }
