@@ -1,0 +1,85 @@
+// A refused or closed socket says why in the banner: a policy rule that
+// denies the live feed over WebSockets (the browser hides the 403 of the
+// handshake; the banner gets the gate's reason and rule from the probe), and
+// a sign-in that expires under an open socket (close 4401).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { policyFile, screenshot, startBrowser, startServer, until, watchedPage } from './harness.mjs';
+
+let ctx;
+
+before(async () => { ctx = await startBrowser(); });
+after(async () => { await ctx?.close(); });
+
+describe('a policy that denies the live feed over WebSockets', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--host', '0.0.0.0', '--policy', policyFile(`version: 1
+extends: insecure
+rules:
+  - name: no live feed over websockets
+    paths: [/api/events]
+    transport: ws
+    action: deny
+`)]);
+  });
+  after(async () => { await server?.stop(); });
+
+  test('the banner shows the status, the reason and the rule, and retries', async () => {
+    const page = await watchedPage(ctx);
+    await page.goto(`http://127.0.0.2:${server.port}/events`);
+    const line = page.locator('#banner [data-source="events"]');
+    await until(async () => (await line.count()) && /rule_deny/.test(await line.innerText()), 'the banner line');
+    const text = await line.innerText();
+    assert.match(text, /Live events/);
+    assert.match(text, /403/);
+    assert.match(text, /rule_deny/);
+    assert.match(text, /no live feed over websockets/);
+    assert.match(text, /Retrying in \d+ s/);
+    assert.equal(await line.getAttribute('data-level'), 'error');
+    await screenshot(page, 'banner-refused');
+    // It really was the handshake that failed, and it is retried with backoff.
+    const attempts = page.sockets.filter((u) => u.includes('/api/events')).length;
+    await line.locator('button', { hasText: 'Retry now' }).click();
+    await until(() => page.sockets.filter((u) => u.includes('/api/events')).length > attempts, 'a new attempt');
+    const denials = server.logLines().filter((l) => l.reason === 'rule_deny' && l.path.startsWith('/api/events'));
+    assert.ok(denials.length >= 2, `denials logged: ${denials.length}`);
+    assert.equal(denials[0].rule, 'no live feed over websockets');
+    await page.close();
+  });
+});
+
+describe('a sign-in that expires under an open socket', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--policy', policyFile(`version: 1
+extends: secure
+credentials:
+  session_ttl: 3s
+`)]);
+  });
+  after(async () => { await server?.stop(); });
+
+  test('the banner shows close 4401 and offers to sign in again', async () => {
+    const page = await watchedPage(ctx);
+    await page.goto(`${server.url}/events?token=${server.token}`);
+    assert.equal(new URL(page.url()).search, '', 'the token left the address bar');
+    await page.locator('#events-list .ev-type[data-type="client.connected"]').first().waitFor();
+    const line = page.locator('#banner [data-source="events"]');
+    await until(async () => (await line.count()) && /4401/.test(await line.innerText()), 'the 4401 banner', 10_000);
+    const text = await line.innerText();
+    assert.match(text, /closed by the server: 4401 session expired/);
+    assert.doesNotMatch(text, /Retrying/);
+    const signIn = line.locator('a', { hasText: 'Sign in' });
+    assert.equal(await signIn.getAttribute('href'), '/login?next=%2Fevents');
+    await screenshot(page, 'banner-expired');
+    await signIn.click();
+    await page.waitForURL((u) => u.pathname === '/login');
+    await page.locator('#token').fill(server.token);
+    await page.locator('#token-form button[type=submit]').click();
+    await page.waitForURL((u) => u.pathname === '/events');
+    await page.locator('#events-list .ev-type[data-type="client.connected"]').first().waitFor();
+    await page.close();
+  });
+});
