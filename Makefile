@@ -25,6 +25,9 @@ test: lint unit browser
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@for f in $$(find static/assets tests/browser -name '*.js' -o -name '*.mjs'); do \
+	  $(NODE) --check $$f || exit 1; \
+	done
 
 unit: deps-web
 	$(CARGO) test --all-targets
