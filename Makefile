@@ -30,7 +30,7 @@ lint:
 	done
 
 unit: deps-web
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 
 ## The web UI in a real browser: the dashgate binary (debug build, which
 ## `unit` has just built) and Debian's chromium driven by playwright-core,

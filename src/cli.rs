@@ -121,8 +121,8 @@ pub struct ExplainArgs {
     /// Decide a WebSocket upgrade.
     #[arg(long)]
     pub ws: bool,
-    /// The Host header.
-    #[arg(long, default_value = "localhost")]
+    /// The Host header (a browser sends the port too).
+    #[arg(long, default_value = "localhost:9119")]
     pub host: String,
     #[arg(long)]
     pub origin: Option<String>,

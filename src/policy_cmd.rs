@@ -33,7 +33,8 @@ pub fn main(cmd: PolicyCommand) -> i32 {
         PolicyCommand::Check { files } => check(&files),
         PolicyCommand::Explain(args) => explain(&args),
         PolicyCommand::Schema => {
-            let schema = schemars::schema_for!(PolicyFile);
+            let mut schema = schemars::schema_for!(PolicyFile).to_value();
+            drop_null(&mut schema);
             match serde_json::to_string_pretty(&schema) {
                 Ok(s) => {
                     println!("{s}");
@@ -42,6 +43,38 @@ pub fn main(cmd: PolicyCommand) -> i32 {
                 Err(e) => fail(&format!("cannot print the schema: {e}")),
             }
         }
+    }
+}
+
+/// Remove `null` from the schema's types: an optional key is left out,
+/// never given an empty value (which the loader refuses, fail closed).
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            for key in ["anyOf", "oneOf"] {
+                if let Some(Value::Array(alts)) = map.get_mut(key) {
+                    alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                    if alts.len() == 1 {
+                        let only = alts.remove(0);
+                        map.remove(key);
+                        if let Value::Object(o) = only {
+                            map.extend(o);
+                        }
+                    }
+                }
+            }
+            map.values_mut().for_each(drop_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null),
+        _ => {}
     }
 }
 

@@ -257,8 +257,8 @@ async fn no_request_errs_during_fifty_reloads() {
         .await
         .unwrap();
     assert_eq!(
-        reloads["policy"]["rules"], 1,
-        "the last policy (locked) is in force"
+        reloads["policy"]["rules"], 2,
+        "the last policy written (open, two rules) is in force"
     );
 }
 

@@ -39,11 +39,10 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
             _ => i += 1,
         }
     }
-    let segs: Vec<&str> = path[1..].split('/').collect();
-    let last = segs.len() - 1;
-    for (n, seg) in segs.iter().enumerate() {
-        match *seg {
-            "" if n != last => return Some("has an empty segment ('//')"),
+    let mut segs = path[1..].split('/').peekable();
+    while let Some(seg) = segs.next() {
+        match seg {
+            "" if segs.peek().is_some() => return Some("has an empty segment ('//')"),
             "." | ".." => return Some("has a '.' or '..' segment"),
             _ => {}
         }
@@ -54,7 +53,7 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
 /// The path without anything from the first `?` or `#` on: the query and the
 /// fragment are never part of what rules match.
 pub fn strip_query(raw: &str) -> &str {
-    match raw.find(['?', '#']) {
+    match raw.bytes().position(|b| b == b'?' || b == b'#') {
         Some(i) => &raw[..i],
         None => raw,
     }
@@ -127,23 +126,22 @@ impl PathGlob {
     }
 
     /// Whether the canonical path's segments match. Greedy with one
-    /// backtrack point per `**`, linear in practice: every other segment
-    /// kind consumes exactly one path segment.
-    pub fn matches<'p>(&self, path: impl Iterator<Item = &'p str> + Clone) -> bool {
-        let (pat, mut rest) = (&self.segs[..], path);
-        let mut pi = 0;
-        let mut backtrack: Option<(usize, _)> = None;
+    /// backtrack point (the last `**`), linear in practice: every other
+    /// segment kind consumes exactly one path segment.
+    pub fn matches(&self, path: &[&str]) -> bool {
+        let pat = &self.segs[..];
+        let (mut pi, mut si) = (0, 0);
+        let mut backtrack: Option<(usize, usize)> = None;
         loop {
-            let mut peek = rest.clone();
-            match (pat.get(pi), peek.next()) {
+            match (pat.get(pi), path.get(si)) {
                 (Some(GSeg::Deep), _) => {
                     pi += 1;
-                    backtrack = Some((pi, rest.clone()));
+                    backtrack = Some((pi, si));
                     continue;
                 }
                 (Some(g), Some(seg)) if seg_matches(g, seg) => {
                     pi += 1;
-                    rest = peek;
+                    si += 1;
                     continue;
                 }
                 (None, None) => return true,
@@ -151,17 +149,33 @@ impl PathGlob {
             }
             // Mismatch: let the last `**` swallow one more segment.
             match backtrack.as_mut() {
-                Some((bpi, brest)) => {
-                    if brest.next().is_none() {
-                        return false;
-                    }
-                    pi = *bpi;
-                    rest = brest.clone();
+                Some((bpi, bsi)) if *bsi < path.len() => {
+                    *bsi += 1;
+                    (pi, si) = (*bpi, *bsi);
                 }
-                None => return false,
+                _ => return false,
             }
         }
     }
+}
+
+/// Most paths have fewer segments than this; longer ones spill to the heap.
+const INLINE_SEGMENTS: usize = 24;
+
+/// Run `f` on the segments of a canonical path, split once per request and
+/// kept on the stack when short, so no rule splits the path again.
+pub fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+    let mut inline = [""; INLINE_SEGMENTS];
+    let mut n = 0;
+    for seg in segments(path) {
+        if n == INLINE_SEGMENTS {
+            let all: Vec<&str> = segments(path).collect();
+            return f(&all);
+        }
+        inline[n] = seg;
+        n += 1;
+    }
+    f(&inline[..n])
 }
 
 fn seg_matches(g: &GSeg, seg: &str) -> bool {
@@ -209,7 +223,8 @@ mod tests {
     use super::*;
 
     fn m(glob: &str, path: &str) -> bool {
-        PathGlob::parse(glob).unwrap().matches(segments(path))
+        let g = PathGlob::parse(glob).unwrap();
+        with_segments(path, |segs| g.matches(segs))
     }
 
     #[test]
@@ -272,6 +287,8 @@ mod tests {
         assert!(!m("/assets/*.js", "/assets/app.css"));
         assert!(!m("/assets/*.js", "/assets/x/app.js"));
         assert!(m("/assets/app-*-min.*", "/assets/app-1.2-min.js"));
+        let long = format!("/a{}", "/x".repeat(40));
+        assert!(m("/a/**", &long) && m("/**/x", &long) && !m("/**/y", &long));
     }
 
     #[test]

@@ -5,27 +5,115 @@
 //! to drive their terminal, so a browser's cross-site WebSocket upgrade or
 //! unsafe request is refused even in the `insecure` preset.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The names a loopback-bound server answers to by default.
 const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
-/// One `allowed_hosts` entry, compiled.
+/// A host as found in a Host header or an origin, borrowed: `decide` runs on
+/// every request, so comparing never allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostRef<'a> {
+    /// A DNS name, in whatever case it came.
+    Name(&'a str),
+    /// An address (`[::ffff:a.b.c.d]` folded to IPv4).
+    Ip(IpAddr),
+}
+
+/// A host kept in a compiled set: names lower case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPat {
-    /// A name or address, lower case, IPv6 as `[canonical]`.
-    Exact(String),
-    /// `*.ts.net` as `.ts.net`: any name ending so, at any depth.
-    Suffix(String),
+pub(crate) enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+/// Two borrowed hosts are the same (names case-insensitively).
+fn same(a: HostRef<'_>, b: HostRef<'_>) -> bool {
+    match (a, b) {
+        (HostRef::Name(a), HostRef::Name(b)) => a.eq_ignore_ascii_case(b),
+        (HostRef::Ip(a), HostRef::Ip(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Host {
+    fn is(&self, other: HostRef<'_>) -> bool {
+        match (self, other) {
+            (Host::Name(a), HostRef::Name(b)) => a.eq_ignore_ascii_case(b),
+            (Host::Ip(a), HostRef::Ip(b)) => *a == b,
+            _ => false,
+        }
+    }
+    fn owned(h: HostRef<'_>) -> Host {
+        match h {
+            HostRef::Name(n) => Host::Name(n.to_ascii_lowercase()),
+            HostRef::Ip(ip) => Host::Ip(ip),
+        }
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Host::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Split `host[:port]` / `[v6][:port]`; `None` when it is not a host at all.
+fn parse_host(h: &str) -> Option<(HostRef<'_>, Option<u16>)> {
+    let (host, port) = if let Some(rest) = h.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        let ip: Ipv6Addr = inner.parse().ok()?;
+        (HostRef::Ip(IpAddr::V6(ip).to_canonical()), after)
+    } else {
+        let (name, after) = match h.find(':') {
+            Some(i) => (&h[..i], &h[i..]),
+            None => (h, ""),
+        };
+        match name.parse::<Ipv4Addr>() {
+            Ok(ip) => (HostRef::Ip(IpAddr::V4(ip)), after),
+            Err(_) if valid_dns(name) => (HostRef::Name(name), after),
+            Err(_) => return None,
+        }
+    };
+    match port {
+        "" => Some((host, None)),
+        p => Some((host, Some(parse_port(p.strip_prefix(':')?)?))),
+    }
+}
+
+fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
+/// Dot-separated labels of letters, digits, `-`, `_`; no empty label, none
+/// starting with `-`. (A byte loop: this runs on every request.)
+fn valid_dns(s: &str) -> bool {
+    let mut label_start = true;
+    for c in s.bytes() {
+        match c {
+            b'.' if !label_start => label_start = true,
+            b'-' if label_start => return false,
+            c if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' => label_start = false,
+            _ => return false,
+        }
+    }
+    !label_start
 }
 
 /// The compiled `allowed_hosts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostSet {
+pub(crate) enum HostSet {
     /// Any Host, and a missing one (bound to 0.0.0.0 / ::, or `"*"` listed).
     Any,
-    /// Only these.
-    List(Vec<String>, Vec<String>),
+    /// Only these: exact hosts, and `*.suffix` kept as `.suffix`.
+    List(Vec<Host>, Vec<String>),
 }
 
 impl HostSet {
@@ -35,10 +123,12 @@ impl HostSet {
         if bind.is_unspecified() {
             return HostSet::Any;
         }
-        let mut exact: Vec<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
-        let own = ip_host(bind);
-        if !exact.contains(&own) {
-            exact.push(own);
+        let mut exact: Vec<Host> = LOOPBACK_NAMES
+            .iter()
+            .filter_map(|n| parse_host(n).map(|(h, _)| Host::owned(h)))
+            .collect();
+        if !exact.contains(&Host::Ip(bind)) {
+            exact.push(Host::Ip(bind));
         }
         HostSet::List(exact, Vec::new())
     }
@@ -51,11 +141,29 @@ impl HostSet {
     pub fn from_list(entries: &[String]) -> Result<HostSet, (usize, String)> {
         let (mut exact, mut suffix) = (Vec::new(), Vec::new());
         for (i, e) in entries.iter().enumerate() {
-            match parse_entry(e).map_err(|m| (i, m))? {
-                None => return Ok(HostSet::Any),
-                Some(HostPat::Exact(s)) => exact.push(s),
-                Some(HostPat::Suffix(s)) => suffix.push(s),
+            let e = e.trim();
+            if e == "*" {
+                return Ok(HostSet::Any);
             }
+            if let Some(rest) = e.strip_prefix("*.") {
+                if valid_dns(rest) && rest.contains(|c: char| c.is_ascii_alphabetic()) {
+                    suffix.push(format!(".{}", rest.to_ascii_lowercase()));
+                    continue;
+                }
+            } else if let Ok(ip) = e.parse::<IpAddr>() {
+                exact.push(Host::Ip(ip.to_canonical()));
+                continue;
+            } else if let Some((h, None)) = parse_host(e) {
+                exact.push(Host::owned(h));
+                continue;
+            }
+            let hint = if parse_host(e).is_some_and(|(_, p)| p.is_some()) {
+                " (ports are ignored: give the name alone)"
+            } else {
+                ""
+            };
+            let msg = format!("{e:?} is not a host name (expected a name like dash.lan, an address, \"*.suffix\" or \"*\"){hint}");
+            return Err((i, msg));
         }
         Ok(HostSet::List(exact, suffix))
     }
@@ -65,22 +173,23 @@ impl HostSet {
         match self {
             HostSet::Any => true,
             HostSet::List(exact, suffix) => {
-                let Some(h) = host.and_then(normalize_host) else {
+                let Some((h, _)) = host.and_then(|h| parse_host(h.trim())) else {
                     return false;
                 };
-                exact.iter().any(|e| *e == h) || suffix.iter().any(|s| h.ends_with(s.as_str()))
+                exact.iter().any(|e| e.is(h))
+                    || matches!(h, HostRef::Name(n) if suffix.iter().any(|s| ends_with_ci(n, s)))
             }
         }
     }
 
-    /// The entries, for `policy explain` and `/api/policy`.
+    /// The entries, for `policy explain`.
     pub fn describe(&self) -> String {
         match self {
             HostSet::Any => "any host".to_owned(),
             HostSet::List(exact, suffix) => {
                 let all: Vec<String> = exact
                     .iter()
-                    .cloned()
+                    .map(Host::to_string)
                     .chain(suffix.iter().map(|s| format!("*{s}")))
                     .collect();
                 all.join(", ")
@@ -89,109 +198,33 @@ impl HostSet {
     }
 }
 
-fn ip_host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    }
+/// `name` ends with `suffix` (ASCII, case-insensitive) and is longer.
+fn ends_with_ci(name: &str, suffix: &str) -> bool {
+    name.len() > suffix.len()
+        && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
-/// `None` for `*` (any host).
-fn parse_entry(e: &str) -> Result<Option<HostPat>, String> {
-    let e = e.trim().to_ascii_lowercase();
-    if e == "*" {
-        return Ok(None);
-    }
-    if let Some(rest) = e.strip_prefix("*.") {
-        if valid_dns(rest) && rest.contains(|c: char| c.is_ascii_alphabetic()) {
-            return Ok(Some(HostPat::Suffix(format!(".{rest}"))));
-        }
-    } else if let Ok(ip) = e
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(Some(HostPat::Exact(ip_host(ip.to_canonical()))));
-    } else if valid_dns(&e) {
-        return Ok(Some(HostPat::Exact(e)));
-    }
-    let hint = if e.contains(':') && !e.contains('[') {
-        " (ports are ignored: give the name alone)"
-    } else {
-        ""
-    };
-    Err(format!(
-        "{e:?} is not a host name (expected a name like dash.lan, an address, \"*.suffix\" or \"*\"){hint}"
-    ))
-}
-
-fn valid_dns(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-}
-
-/// A Host header (or the host part of an origin) without its port, lower
-/// case, IPv6 as `[canonical]`; `None` when it is not a host at all.
-pub fn normalize_host(h: &str) -> Option<String> {
-    let h = h.trim();
-    if let Some(rest) = h.strip_prefix('[') {
-        let (inner, after) = rest.split_once(']')?;
-        if !(after.is_empty() || port_ok(after.strip_prefix(':')?)) {
-            return None;
-        }
-        let ip: Ipv6Addr = inner.parse().ok()?;
-        return Some(ip_host(IpAddr::V6(ip).to_canonical()));
-    }
-    let name = match h.split_once(':') {
-        Some((name, port)) if port_ok(port) => name,
-        Some(_) => return None,
-        None => h,
-    };
-    let name = name.to_ascii_lowercase();
-    valid_dns(&name).then_some(name)
-}
-
-fn port_ok(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// An origin as `scheme://host[:port]`, lower case, default port dropped.
-pub fn normalize_origin(o: &str) -> Option<String> {
+/// An origin's parts: https?, host, port (default filled in).
+fn parse_origin(o: &str) -> Option<(bool, HostRef<'_>, u16)> {
     let (scheme, rest) = o.trim().split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "http" => "80",
-        "https" => "443",
-        _ => return None,
-    };
-    if rest.contains(['/', '?', '#', '@']) {
-        return None;
-    }
-    let host = normalize_host(rest)?;
-    let port = match rest.rsplit_once(':') {
-        Some((_, p)) if port_ok(p) && !rest.ends_with(']') => p.trim_start_matches('0'),
-        _ => default,
-    };
-    if port == default {
-        Some(format!("{scheme}://{host}"))
+    let https = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
     } else {
-        Some(format!("{scheme}://{host}:{port}"))
-    }
+        return None;
+    };
+    let (host, port) = parse_host(rest)?;
+    Some((https, host, port.unwrap_or(if https { 443 } else { 80 })))
 }
 
 /// The compiled `allowed_origins`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginSet {
+pub(crate) struct OriginSet {
     /// `same-host`: the request's own `scheme://host[:port]`.
     pub same_host: bool,
-    /// Listed origins, normalized.
-    pub list: Vec<String>,
+    /// Listed origins: https?, host, port.
+    list: Vec<(bool, Host, u16)>,
 }
 
 impl Default for OriginSet {
@@ -216,39 +249,52 @@ impl OriginSet {
         for (i, e) in entries.iter().enumerate() {
             if e == "same-host" {
                 set.same_host = true;
-            } else {
-                let o = normalize_origin(e).ok_or_else(|| {
-                    (i, format!("{e:?} is not an origin (expected same-host or scheme://host[:port], such as https://dash.example.com)"))
-                })?;
-                set.list.push(o);
+                continue;
             }
+            let (https, host, port) = parse_origin(e).ok_or_else(|| {
+                (i, format!("{e:?} is not an origin (expected same-host or scheme://host[:port], such as https://dash.example.com)"))
+            })?;
+            set.list.push((https, Host::owned(host), port));
         }
         Ok(set)
     }
 
     /// Whether `origin` may make this request; `scheme` and `host` are the
-    /// request's own. An absent Origin is a non-browser client: fine.
+    /// request's own. An absent Origin is a non-browser client: fine;
+    /// `null` or garbage is refused.
     pub fn allows(&self, origin: Option<&str>, scheme: &str, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
-        let Some(o) = normalize_origin(origin) else {
-            return false; // `null`, or garbage.
+        let Some((https, oh, oport)) = parse_origin(origin) else {
+            return false;
         };
-        if self.list.contains(&o) {
+        if self
+            .list
+            .iter()
+            .any(|(s, h, p)| *s == https && *p == oport && h.is(oh))
+        {
             return true;
         }
-        self.same_host
-            && host
-                .and_then(|h| normalize_origin(&format!("{scheme}://{h}")))
-                .is_some_and(|own| own == o)
+        if !self.same_host {
+            return false;
+        }
+        let own_https = scheme.eq_ignore_ascii_case("https");
+        let Some((rh, rport)) = host.and_then(|h| parse_host(h.trim())) else {
+            return false;
+        };
+        let rport = rport.unwrap_or(if own_https { 443 } else { 80 });
+        own_https == https && rport == oport && same(rh, oh)
     }
 
     /// The entries, for `policy explain`.
     pub fn describe(&self) -> String {
-        let mut v: Vec<&str> = Vec::new();
+        let mut v: Vec<String> = Vec::new();
         if self.same_host {
-            v.push("same-host");
+            v.push("same-host".to_owned());
         }
-        v.extend(self.list.iter().map(String::as_str));
+        for (https, host, port) in &self.list {
+            let scheme = if *https { "https" } else { "http" };
+            v.push(format!("{scheme}://{host}:{port}"));
+        }
         v.join(", ")
     }
 }
@@ -293,6 +339,16 @@ mod tests {
         assert!(listed.allows(Some("dash.lan")) && listed.allows(Some("box.tail1.ts.net")));
         assert!(!listed.allows(Some("ts.net")) && !listed.allows(Some("localhost")));
         assert!(HostSet::from_list(&["dash.lan:80".into()]).is_err());
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["a", "dash.lan", "my-box_1.ts.net", "A.B"] {
+            assert!(valid_dns(ok), "{ok}");
+        }
+        for bad in ["", ".", "a..b", ".a", "a.", "-a", "a.-b", "a b", "a/b", "é"] {
+            assert!(!valid_dns(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -98,7 +98,10 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchor id -> whether the anchored node is an empty (null) scalar.
+    /// Aliased content is never copied: it was checked where it is written,
+    /// and copying would let a "billion laughs" file exhaust memory.
+    anchors: HashMap<usize, bool>,
     root: Option<Node>,
 }
 
@@ -157,7 +160,7 @@ impl MarkedEventReceiver for Builder {
                     kind: Kind::Scalar { null },
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, null);
                 }
                 // Keys need their text: stash it via a mapping-aware push.
                 if let Some(Open::Map(_, _, None)) = self.stack.last() {
@@ -188,17 +191,18 @@ impl MarkedEventReceiver for Builder {
                     None => return,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, false);
                 }
                 self.push_node(node);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                // An alias of an empty value is itself empty (fail closed).
+                let null = self.anchors.get(&id).copied().unwrap_or(false);
+                self.push_node(Node {
                     line,
                     col,
-                    kind: Kind::Scalar { null: false },
+                    kind: Kind::Scalar { null },
                 });
-                self.push_node(Node { line, col, ..node });
             }
             _ => {}
         }
@@ -340,6 +344,15 @@ mod tests {
         // A missing index falls back to its parent.
         let missing = KeyPath::root().key("rules").index(0).key("from").index(9);
         assert_eq!(doc.locate(&missing), (4, 11));
+    }
+
+    #[test]
+    fn an_alias_of_an_empty_value_is_empty() {
+        let doc = Doc::parse("x: [&e ~]\nrules:\n  - from: *e\n").unwrap();
+        let (path, ..) = doc.check_keys().unwrap_err();
+        assert_eq!(path.to_string(), "rules[0].from");
+        let doc = Doc::parse("x: &l [a]\ny: *l\n").unwrap();
+        assert!(doc.check_keys().is_ok());
     }
 
     #[test]

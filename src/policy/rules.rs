@@ -128,14 +128,15 @@ pub(crate) fn compile_rule(
 }
 
 impl Rule {
-    /// Whether every field of the rule matches (cheapest fields first).
+    /// Whether every field of the rule matches (cheapest fields first);
+    /// `method` is the request method's bit, computed once per request.
     #[inline]
-    pub fn matches(&self, f: &Facts, path: &str) -> bool {
+    pub fn matches(&self, f: &Facts, segs: &[&str], method: u16) -> bool {
         if self.transport.is_some_and(|t| t != f.transport) {
             return false;
         }
         if let Some((mask, _)) = &self.methods {
-            if mask & method_bit(&f.method) == 0 {
+            if mask & method == 0 {
                 return false;
             }
         }
@@ -150,8 +151,7 @@ impl Rule {
             }
         }
         if let Some((globs, _)) = &self.paths {
-            let segs = glob::segments(path);
-            if !globs.iter().any(|g| g.matches(segs.clone())) {
+            if !globs.iter().any(|g| g.matches(segs)) {
                 return false;
             }
         }
@@ -192,7 +192,8 @@ impl Rule {
             }
         }
         if let Some((globs, list)) = &self.paths {
-            if !globs.iter().any(|g| g.matches(glob::segments(path))) {
+            let hit = glob::with_segments(path, |segs| globs.iter().any(|g| g.matches(segs)));
+            if !hit {
                 out.push(format!("paths: {path} not in [{}]", list.join(", ")));
             }
         }
@@ -225,7 +226,11 @@ impl CompiledPolicy {
             Ok(p) => p,
             Err(reason) => return refused(reason),
         };
-        match self.rules.iter().find(|r| r.matches(facts, path)) {
+        let method = method_bit(&facts.method);
+        let rule = glob::with_segments(path, |segs| {
+            self.rules.iter().find(|r| r.matches(facts, segs, method))
+        });
+        match rule {
             Some(rule) => Decision {
                 verdict: rule.verdict(&facts.credential),
                 rule: Some(rule.name.clone()),
