@@ -34,7 +34,8 @@ export class LiveSocket {
    * @param {(ev: MessageEvent) => void} [o.onMessage]
    * @param {(info: {code, reason, opened, path}) => Promise<object|undefined>|object|undefined} [o.onClosed]
    *        may take over: return {stop: true} (the owner showed its own
-   *        message), {now: true} (reconnect at once), or nothing.
+   *        message), {now: true} (reconnect at once), {explain: {html,
+   *        level}} (its own words for why, then the usual retry), or nothing.
    * @param {(state: string) => void} [o.onState]  connecting|open|retrying|stopped
    */
   constructor(o) {
@@ -133,7 +134,10 @@ export class LiveSocket {
     let level = 'warn';
     let delay = backoff(this.failures);
 
-    if (opened && code !== 1006) {
+    if (own && own.explain) {
+      html = `${label} ${own.explain.html}`;
+      level = own.explain.level || 'error';
+    } else if (opened && code !== 1006) {
       // The server closed an open socket and said why.
       html = `${label} closed by the server: <code>${code}</code>${reason ? ` <code>${esc(reason)}</code>` : ''} (${esc(closeText(code))})`;
       if (code === 4401) { retry = false; signIn = true; }

@@ -5,7 +5,7 @@
 // new one. The socket URL never carries a token: the session cookie (or the
 // policy) lets it in.
 
-import { api, esc } from '../lib/api.js';
+import { api, esc, reasonText } from '../lib/api.js';
 import * as banner from '../lib/banner.js';
 import * as feed from '../lib/feed.js';
 import { LiveSocket } from '../lib/socket.js';
@@ -113,6 +113,25 @@ async function onClosed(info) {
       actions: [{ label: 'New session', onClick: () => startNew() }],
     });
     return { stop: true };
+  }
+  if (!info.opened && !sessionId) {
+    // A new session was refused at the handshake, whose status the browser
+    // hides. Start it over REST instead: its refusal is readable JSON
+    // (503 too_many_sessions, …), and on success we attach to it.
+    try {
+      const s = await api('/api/sessions', { method: 'POST', body: { cols: term.cols, rows: term.rows } });
+      remember(s.id);
+      return { now: true };
+    } catch (e) {
+      if (e.status && e.status !== 401 && e.status !== 403 && e.status !== 429) {
+        return {
+          explain: {
+            html: `could not start a session: <code>${esc(e.status)}</code> <code>${esc(e.reason || '')}</code>: ${esc(reasonText(e.reason, e.message))}`,
+          },
+        };
+      }
+      return undefined; // the gate refused: the probe will say why
+    }
   }
   if (!info.opened && sessionId) {
     // Refused while attaching: is the session still there?
