@@ -21,9 +21,10 @@ function esc(s) {
 function showError(status, body, retryAfter) {
   const reason = body && body.reason;
   const words = REASONS[reason] || (body && body.error) || `The server answered ${status}.`;
-  let html = `${esc(words)} <span class="muted">(<code>${esc(status)}</code>${reason ? ` <code>${esc(reason)}</code>` : ''}`
-    + `${body && body.rule ? `, rule “${esc(body.rule)}”` : ''})</span>`;
+  let html = esc(words);
   if (retryAfter) html += ` Try again in ${esc(retryAfter)} s.`;
+  html += `<div class="alert-detail"><code>${esc(status)}</code>${reason ? ` <code>${esc(reason)}</code>` : ''}`
+    + `${body && body.rule ? ` rule “${esc(body.rule)}”` : ''}</div>`;
   errorBox.innerHTML = html;
   errorBox.hidden = false;
 }

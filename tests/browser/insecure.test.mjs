@@ -48,7 +48,7 @@ test('the chat terminal takes typed commands', async () => {
 });
 
 test('the Events page shows session.created', async () => {
-  await page.locator('#sidebar a[data-page="events"]').click();
+  await page.locator('#sidebar a.nav[data-page="events"]').click();
   assert.equal(new URL(page.url()).pathname, '/events');
   const row = page.locator('#events-list li', { has: page.locator('.ev-type[data-type="session.created"]') });
   await row.first().waitFor();
@@ -59,7 +59,7 @@ test('the Events page shows session.created', async () => {
 });
 
 test('the Sessions page lists the session', async () => {
-  await page.locator('#sidebar a[data-page="sessions"]').click();
+  await page.locator('#sidebar a.nav[data-page="sessions"]').click();
   const id = await page.evaluate(() => sessionStorage.getItem('dashgate.chat.session'));
   const row = page.locator(`#sessions-table tr[data-id="${id}"]`);
   await row.waitFor();
@@ -68,7 +68,7 @@ test('the Sessions page lists the session', async () => {
 });
 
 test('the Access page says who you are and which rule let you in', async () => {
-  await page.locator('#sidebar a[data-page="access"]').click();
+  await page.locator('#sidebar a.nav[data-page="access"]').click();
   const you = page.locator('#access-you');
   await until(async () => (await you.innerText()).includes('allowed by rule'), 'the whoami sentence');
   assert.match(await you.innerText(), /^You are anonymous from 127\.0\.0\.\d+, allowed by rule “everything is allowed”\.$/);
@@ -79,7 +79,7 @@ test('the Access page says who you are and which rule let you in', async () => {
 });
 
 test('a reload stays in the same chat session', async () => {
-  await page.locator('#sidebar a[data-page="chat"]').click();
+  await page.locator('#sidebar a.nav[data-page="chat"]').click();
   const before = new URL(page.url()).searchParams.get('session');
   assert.ok(before);
   const attached = page.waitForEvent('websocket', (ws) => ws.url().includes('/api/ws'));
@@ -118,10 +118,10 @@ test('on a phone the terminal fits the screen and the sidebar folds away', async
   assert.equal(await phone.locator('#chat-keys').isVisible(), true);
   await screenshot(phone, 'phone-chat');
   await phone.locator('#nav-toggle').click();
-  await until(async () => (await phone.locator('#sidebar').boundingBox()).x >= 0, 'the drawer to open');
+  await until(async () => (await phone.locator('#sidebar').boundingBox()).x === 0, 'the drawer to open');
   await screenshot(phone, 'phone-menu');
-  await phone.locator('#sidebar a[data-page="access"]').click();
-  await until(async () => (await phone.locator('#sidebar').boundingBox()).x < 0, 'the drawer to close');
+  await phone.locator('#sidebar a.nav[data-page="access"]').click();
+  await until(async () => { const b = await phone.locator('#sidebar').boundingBox(); return b.x + b.width <= 0; }, 'the drawer to close');
   await until(async () => (await phone.locator('#access-you').innerText()).includes('allowed by rule'), 'Access on the phone');
   await screenshot(phone, 'phone-access');
   assert.deepEqual(phone.problems, []);

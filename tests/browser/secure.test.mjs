@@ -85,7 +85,7 @@ test('no WebSocket URL carries a token', async () => {
 });
 
 test('the Access page names the startup token and the rule', async () => {
-  await page.locator('#sidebar a[data-page="access"]').click();
+  await page.locator('#sidebar a.nav[data-page="access"]').click();
   const you = page.locator('#access-you');
   await until(async () => (await you.innerText()).includes('allowed by rule'), 'the whoami sentence');
   assert.match(await you.innerText(), /^You are the startup token from 127\.0\.0\.1, allowed by rule “everything else needs a credential”\.$/);
