@@ -96,6 +96,26 @@ test('a reload stays in the same chat session', async () => {
   await until(() => existsSync(file), `${file}, typed after the reload`);
 });
 
+test('when the program exits the banner says so and offers a new session', async () => {
+  const old = new URL(page.url()).searchParams.get('session');
+  await typeInTerminal(page, 'exit 3');
+  const line = page.locator('#banner [data-source="chat-session"]');
+  await line.waitFor();
+  assert.match(await line.innerText(), new RegExp(`session ${old} ended: the program exited with code 3`));
+  assert.equal(await page.locator('#terminal').getAttribute('data-state'), 'exited');
+  assert.equal(new URL(page.url()).searchParams.get('session'), null, 'the ended session left the address');
+  await screenshot(page, 'chat-exited');
+  await line.locator('button', { hasText: 'New session' }).click();
+  await page.locator('#terminal[data-state="open"]').waitFor();
+  await until(() => new URL(page.url()).searchParams.get('session'), 'a new session id');
+  assert.notEqual(new URL(page.url()).searchParams.get('session'), old);
+  assert.equal(await line.count(), 0, 'the banner line is gone');
+  const file = `/tmp/dg-${rand()}`;
+  made.push(file);
+  await typeInTerminal(page, `touch ${file}`);
+  await until(() => existsSync(file), `${file}, typed in the new session`);
+});
+
 test('no page errors, console errors or failed requests', () => {
   assert.deepEqual(page.problems, []);
   for (const url of page.sockets) assert.doesNotMatch(url, /token/);

@@ -1,11 +1,16 @@
 // A refused or closed socket says why in the banner: a policy rule that
 // denies the live feed over WebSockets (the browser hides the 403 of the
 // handshake; the banner gets the gate's reason and rule from the probe), and
-// a sign-in that expires under an open socket (close 4401).
+// a policy reload that no longer allows an open chat (close 4403, then the
+// refused handshakes), and a sign-in that expires under an open socket
+// (close 4401).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { policyFile, screenshot, startBrowser, startServer, until, watchedPage } from './harness.mjs';
+import { writeFileSync } from 'node:fs';
+import {
+  policyFile, screenshot, startBrowser, startServer, terminalText, until, watchedPage,
+} from './harness.mjs';
 
 let ctx;
 
@@ -46,6 +51,65 @@ rules:
     const denials = server.logLines().filter((l) => l.reason === 'rule_deny' && l.path.startsWith('/api/events'));
     assert.ok(denials.length >= 2, `denials logged: ${denials.length}`);
     assert.equal(denials[0].rule, 'no live feed over websockets');
+    await page.close();
+  });
+});
+
+describe('a policy reload that no longer allows the chat', () => {
+  const open = `version: 1
+extends: insecure
+rules:
+  - name: nothing to see here
+    paths: [/nowhere]
+    action: deny
+`;
+  const closed = `version: 1
+extends: insecure
+rules:
+  - name: chat closed for maintenance
+    paths: [/api/ws]
+    action: deny
+`;
+  let server;
+  let file;
+  before(async () => {
+    file = policyFile(open);
+    server = await startServer(['--host', '0.0.0.0', '--chat-command', 'sh', '--policy', file]);
+  });
+  after(async () => { await server?.stop(); });
+
+  // Rewrite the policy, SIGHUP, and wait until the gate decides /api/ws
+  // the new way.
+  const reload = async (text, allowed) => {
+    writeFileSync(file, text);
+    server.child.kill('SIGHUP');
+    await until(async () => {
+      const r = await fetch(`http://127.0.0.1:${server.port}/api/whoami?path=/api/ws&transport=ws`);
+      return (await r.json()).check.allowed === allowed;
+    }, 'the reloaded policy');
+  };
+
+  test('the open terminal is closed with 4403 and the rule, then reconnects when allowed again', async () => {
+    const page = await watchedPage(ctx);
+    await page.goto(`http://127.0.0.2:${server.port}/chat`);
+    await page.locator('#terminal[data-state="open"]').waitFor();
+    await until(async () => (await terminalText(page)).trim().length > 0, 'the shell prompt');
+    const id = new URL(page.url()).searchParams.get('session');
+
+    await reload(closed, false);
+    const line = page.locator('#banner [data-source="chat"]');
+    await until(async () => (await line.count()) && /4403/.test(await line.innerText()), 'the 4403 banner');
+    assert.match(await line.innerText(), /Chat closed by the server: 4403 chat closed for maintenance/);
+    // The next attempt is refused at the handshake: the probe names the rule.
+    await until(async () => /rule_deny/.test(await line.innerText()), 'the refused reconnect', 15_000);
+    assert.match(await line.innerText(), /refused by the server: 403 rule_deny by rule “chat closed for maintenance”/);
+    await screenshot(page, 'banner-reload');
+
+    await reload(open, true);
+    await line.locator('button', { hasText: 'Retry now' }).click();
+    await page.locator('#terminal[data-state="open"]').waitFor();
+    assert.equal(new URL(page.url()).searchParams.get('session'), id, 'back in the same session');
+    await until(async () => /reconnected/.test(await line.innerText()), 'the reconnected note');
     await page.close();
   });
 });

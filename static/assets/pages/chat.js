@@ -91,7 +91,7 @@ function onMessage(ev) {
     exited = true;
     setState('exited');
     const id = sessionId;
-    term.write(`\r\n\x1b[2m[the program exited with code ${m.code}]\x1b[0m\r\n`);
+    term.write(`\r\n\x1b[2m[the program exited with code ${m.code}]\x1b[0m\r\n\x1b[?25l`);
     remember(null);
     banner.show('chat-session', {
       level: 'info',
@@ -195,7 +195,7 @@ function renderChips() {
   if (!box) return;
   const live = sessions.filter((s) => s.status !== 'exited' || s.id === sessionId);
   if (!live.length) {
-    box.innerHTML = `<span class="chips-empty">${sessionId ? '' : 'No sessions yet'}</span>`;
+    box.innerHTML = `<span class="chips-empty">${sessionId ? '' : 'No running sessions'}</span>`;
   } else {
     box.innerHTML = live.map((s) => {
       const cmd = (s.command && s.command[0]) ? s.command[0].split('/').pop() : '?';
