@@ -87,6 +87,7 @@ export async function startServer(args = [], { env = {} } = {}) {
 /** Write a policy file into a fresh temp folder; returns its path. */
 export function policyFile(text) {
   const dir = mkdtempSync(join(tmpdir(), 'dg-policy-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'policy.yaml');
   writeFileSync(path, text);
   return path;

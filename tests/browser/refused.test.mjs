@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import {
-  policyFile, screenshot, startBrowser, startServer, terminalText, until, watchedPage,
+  policyFile, screenshot, startBrowser, startServer, terminalText, typeInTerminal, until, watchedPage,
 } from './harness.mjs';
 
 let ctx;
@@ -95,6 +95,8 @@ rules:
     await page.locator('#terminal[data-state="open"]').waitFor();
     await until(async () => (await terminalText(page)).trim().length > 0, 'the shell prompt');
     const id = new URL(page.url()).searchParams.get('session');
+    await typeInTerminal(page, 'echo "dg-once-$((1+1))"');
+    await until(async () => (await terminalText(page)).includes('dg-once-2'), 'the echo');
 
     await reload(closed, false);
     const line = page.locator('#banner [data-source="chat"]');
@@ -110,6 +112,9 @@ rules:
     await page.locator('#terminal[data-state="open"]').waitFor();
     assert.equal(new URL(page.url()).searchParams.get('session'), id, 'back in the same session');
     await until(async () => /reconnected/.test(await line.innerText()), 'the reconnected note');
+    // The scrollback was replayed onto a clean screen, not appended.
+    await until(async () => (await terminalText(page)).includes('dg-once-2'), 'the replayed scrollback');
+    assert.equal((await terminalText(page)).split('dg-once-2').length - 1, 1);
     await page.close();
   });
 });

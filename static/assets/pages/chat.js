@@ -147,7 +147,6 @@ async function onClosed(info) {
           html: `<b>Chat</b> session <code>${esc(gone)}</code> no longer exists; started a new one.`,
           ttl: 8000,
         });
-        term.reset();
         return { now: true };
       }
     }
@@ -157,7 +156,6 @@ async function onClosed(info) {
 
 function connect() {
   exited = false;
-  term.reset();
   sock.start();
   term.focus();
 }
@@ -277,7 +275,8 @@ export async function mount(el) {
     label: 'Chat',
     binary: true,
     path,
-    onOpen: () => sendResize(),
+    // Every (re)attach replays the scrollback: start from a clean screen.
+    onOpen: () => { term.reset(); sendResize(); },
     onMessage,
     onClosed,
     onState: setState,
