@@ -121,6 +121,17 @@ test('no page errors, console errors or failed requests', () => {
   for (const url of page.sockets) assert.doesNotMatch(url, /token/);
 });
 
+test('an address with a session that is gone starts a new one and says so', async () => {
+  const other = await watchedPage(ctx);
+  await other.goto(`${base}/chat?session=0000000000000000`);
+  await other.locator('#terminal[data-state="open"]').waitFor();
+  const line = other.locator('#banner [data-source="chat-session"]');
+  assert.match(await line.innerText(), /session 0000000000000000 no longer exists; started a new one/);
+  const id = await until(() => new URL(other.url()).searchParams.get('session'), 'the new id in the address');
+  assert.notEqual(id, '0000000000000000');
+  await other.close();
+});
+
 test('on a phone the terminal fits the screen and the sidebar folds away', async () => {
   const phone = await watchedPage(ctx);
   await phone.setViewportSize({ width: 390, height: 740 });

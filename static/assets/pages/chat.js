@@ -86,7 +86,6 @@ function onMessage(ev) {
   if (m.type === 'session') {
     exited = false;
     remember(m.id);
-    banner.clear('chat-session');
   } else if (m.type === 'exit') {
     exited = true;
     setState('exited');
@@ -183,7 +182,10 @@ async function endCurrent() {
   try {
     await api(`/api/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' });
   } catch (e) {
-    banner.show('chat-session', { html: `<b>Chat</b> could not end <code>${esc(id)}</code>: <code>${e.status}</code> <code>${esc(e.reason || e.message)}</code>` });
+    banner.show('chat-session', {
+      html: `<b>Chat</b> could not end <code>${esc(id)}</code>: <code>${esc(e.status)}</code> <code>${esc(e.reason || e.message)}</code>`,
+      ttl: 10_000,
+    });
   }
   refreshList();
 }
