@@ -43,6 +43,7 @@ browser: deps-web deps-browser
 ## Benchmarks: criterion + load runs, one table at the end.
 bench:
 	$(CARGO) bench --bench decide
+	$(CARGO) bench --bench chat
 
 ## xterm.js and its fit addon, from npm (package-lock.json), into the
 ## git-ignored static/vendor/ served at /vendor/. Does nothing when up to date.

@@ -9,7 +9,7 @@
 //! into the JSON of SPEC §2.4. There is no second path for WebSockets: an
 //! upgrade is a `GET` with `transport: ws` in its facts, nothing more.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -209,12 +209,39 @@ pub fn resolve(state: &AppState, policy: &CompiledPolicy, p: &Presented) -> Cred
             }
             match policy.verify_token(t) {
                 Some(p) => Credential::Valid(p),
-                // TODO(chat): a chat child's internal token, accepted only from a
-                // loopback peer on /api/pub -> Principal::Internal { session }.
+                // A chat child's internal token is no credential here: it
+                // counts only where `resolve_request` allows it.
                 None => Credential::Invalid,
             }
         }
     }
+}
+
+/// Whether a chat child's internal credential (the token in its
+/// `DASHGATE_EVENTS_URL`) may count for this request: only on `/api/pub`,
+/// only with the loopback address that URL names (127.0.0.1 or ::1) as the
+/// TCP peer itself, and only without forwarding headers, so neither a leaked
+/// URL nor a local reverse proxy relaying the outside world can use it.
+fn internal_allowed(peer: IpAddr, client: IpAddr, path: &str, forwarded: bool) -> bool {
+    let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
+    path == "/api/pub" && named && client == peer && !forwarded
+}
+
+/// [`resolve`], plus a chat child's internal credential where
+/// [`internal_allowed`] (the publish route then holds it to its own channel).
+fn resolve_request(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    p: &Presented,
+    internal: bool,
+) -> Credential {
+    let credential = resolve(state, policy, p);
+    if let (Credential::Invalid, true, Presented::Token(t)) = (&credential, internal, p) {
+        if let Some(session) = state.chat.verify_internal(t) {
+            return Credential::Valid(Principal::Internal { session });
+        }
+    }
+    credential
 }
 
 /// The path with any query redacted, for logs.
@@ -260,7 +287,12 @@ fn check(
         Err(reason) => return Err(deny(peer_ip, reason, None)),
     };
     let presented = presented(headers, &query, policy, view.peer_trusted);
-    let credential = resolve(state, policy, &presented);
+    let forwarded = !fwd.x_forwarded_for.is_empty()
+        || !fwd.forwarded.is_empty()
+        || fwd.x_forwarded_proto.is_some()
+        || fwd.x_forwarded_host.is_some();
+    let internal = internal_allowed(peer_ip, canonical_ip(view.client), path, forwarded);
+    let credential = resolve_request(state, policy, &presented, internal);
     let facts = Facts {
         peer: peer_ip,
         client: canonical_ip(view.client),
@@ -378,6 +410,7 @@ pub fn redecide(
     access: &Access,
 ) -> crate::policy::Decision {
     let mut facts = access.facts.clone();
-    facts.credential = resolve(state, policy, &access.presented);
+    let internal = internal_allowed(facts.peer, facts.client, &facts.path, false);
+    facts.credential = resolve_request(state, policy, &access.presented, internal);
     policy.decide(&facts)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use rand::RngCore;
 
+use crate::chat::ChatConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::policy::{CompiledPolicy, LoadContext};
 use crate::state::{Config, PolicySource, StartupToken, State};
@@ -116,6 +117,19 @@ fn startup_token() -> (String, bool) {
     )
 }
 
+/// The chat sessions' settings; `events_url` is derived from the bound
+/// address later, by `State::new`.
+fn chat_config(args: &ServeArgs) -> Result<ChatConfig, String> {
+    if args.max_sessions == 0 {
+        return Err("--max-sessions must be at least 1".into());
+    }
+    let mut cfg = ChatConfig::new(crate::chat::command::resolve(args.chat_command.as_deref())?);
+    cfg.cwd = args.chat_cwd.clone();
+    cfg.max_sessions = args.max_sessions;
+    cfg.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    Ok(cfg)
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -148,6 +162,10 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    let chat = match chat_config(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,6 +188,7 @@ pub fn main(args: ServeArgs) -> i32 {
             startup_token: Some(StartupToken::new(&token)),
             auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
             max_sockets: args.max_sockets,
+            chat,
         };
         let state = State::new(config, policy);
         let shown = if bind.ip().is_unspecified() {

@@ -77,10 +77,15 @@ pub async fn run(
         .conns
         .close_all(Close::new(1001, "server shutting down"));
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    // TODO(chat): end chat children here.
-    while !state.conns.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Chat children get SIGHUP now and SIGKILL soon after, while the sockets
+    // say goodbye.
+    let children = tokio::time::timeout_at(deadline, state.chat.shutdown());
+    let sockets = async {
+        while !state.conns.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::join!(children, sockets);
     let _ = tokio::time::timeout_at(deadline, graceful.shutdown()).await;
 }
 

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::chat::{ChatConfig, EventSink, Registry};
 use crate::conns::Conns;
 use crate::events::Hub;
 use crate::events::HubStats;
@@ -63,6 +64,9 @@ pub struct Config {
     pub auth_window: std::time::Duration,
     /// Most WebSockets open at once.
     pub max_sockets: usize,
+    /// Chat sessions: command, limits. `events_url` is filled in from
+    /// `bind` by [`State::new`] when left `None`.
+    pub chat: ChatConfig,
 }
 
 /// A compiled policy and when it took effect.
@@ -82,7 +86,8 @@ pub struct State {
     pub sessions: Sessions,
     pub metrics: Metrics,
     pub started: Instant,
-    // TODO(chat): the chat session registry goes here.
+    /// Chat sessions (PTYs) behind `/api/ws` and `/api/sessions`.
+    pub chat: Arc<Registry>,
 }
 
 pub type AppState = Arc<State>;
@@ -95,7 +100,15 @@ impl State {
             dropped: metrics.event_drops.clone(),
             published: metrics.event_publishes.clone(),
         });
+        let mut chat = config.chat.clone();
+        if chat.events_url.is_none() {
+            chat.events_url = events_base(config.bind);
+        }
+        let sink = hub.clone();
+        let on_event: EventSink = Arc::new(move |kind, data| sink.server_event(kind, data));
+        let chat = Registry::new(chat, on_event);
         Arc::new(Self {
+            chat,
             metrics,
             limiter: FailureLimiter::new(config.auth_window),
             sessions: Sessions::default(),
@@ -123,6 +136,27 @@ impl State {
             loaded_at: SystemTime::now(),
         });
     }
+}
+
+/// The base of chat children's `DASHGATE_EVENTS_URL`: a loopback `/api/pub`
+/// URL of this server. `None` when bound to a specific non-loopback address,
+/// where no loopback listener exists (and a child's connection to the bound
+/// address would not come from loopback, so the gate would refuse it).
+fn events_base(bind: SocketAddr) -> Option<String> {
+    let ip = bind.ip();
+    let host = if ip.is_loopback() {
+        ip
+    } else if ip.is_unspecified() && ip.is_ipv4() {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else if ip.is_unspecified() {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "ws://{}/api/pub",
+        SocketAddr::new(host, bind.port())
+    ))
 }
 
 /// A filter handing a clone of the state to a route (warp's `todos` pattern).

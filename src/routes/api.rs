@@ -59,6 +59,10 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
             "by_route": state.conns.by_route().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         },
         "channels": state.hub.channel_count(),
+        "sessions": {
+            "running": state.chat.running(),
+            "max": state.chat.config().max_sessions,
+        },
     })
 }
 
@@ -149,6 +153,7 @@ pub fn metrics(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Re
                         .get_or_create(&crate::metrics::RouteLabels { route })
                         .set(n as i64);
                 }
+                m.chat_sessions.set(state.chat.running() as i64);
                 let body = m.encode();
                 warp::reply::with_header(
                     body,

@@ -26,6 +26,7 @@ use crate::state::AppState;
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod events;
 pub mod web;
 
@@ -85,6 +86,11 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/metrics", Kind::Http),
     ("GET", "/api/events", Kind::Ws),
     ("GET", "/api/pub", Kind::Ws),
+    ("GET", "/api/ws", Kind::Ws),
+    ("GET", "/api/sessions", Kind::Http),
+    ("POST", "/api/sessions", Kind::Http),
+    ("GET", "/api/sessions/0123456789abcdef", Kind::Http),
+    ("DELETE", "/api/sessions/0123456789abcdef", Kind::Http),
     ("POST", "/api/login", Kind::Http),
     ("POST", "/api/logout", Kind::Http),
     ("GET", "/api/nonexistent", Kind::Http),
@@ -105,7 +111,8 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
         .unify()
         .or(events::routes(state.clone()))
         .unify()
-        // TODO(chat): chat routes join here, before the /api 404.
+        .or(chat::routes(state.clone()))
+        .unify()
         .or(api::not_found())
         .unify()
         .or(web::routes(state))
