@@ -32,11 +32,13 @@ lint:
 unit: deps-web
 	$(CARGO) test --lib --bins --tests
 
-## The web UI in a real browser: the dashgate binary (debug build, which
-## `unit` has just built) and Debian's chromium driven by playwright-core,
-## one node test file per scenario, screenshots in target/screenshots/.
+## The web UI in a real browser: the dashgate binary (debug build) and
+## Debian's chromium driven by playwright-core, one node test file per
+## scenario, screenshots in target/screenshots/. The binary is the one the
+## integration tests use (`cargo test --no-run`: nothing to do after `unit`;
+## `cargo build` would link a second variant with other dependency features).
 browser: deps-web deps-browser
-	$(CARGO) build --bin dashgate
+	$(CARGO) test --no-run --test routes
 	DASHGATE_BIN=$(CURDIR)/target/debug/dashgate CHROMIUM=$(CHROMIUM) \
 	  $(NODE) --test --test-reporter=spec --test-concurrency=1 tests/browser/
 

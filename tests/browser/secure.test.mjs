@@ -91,6 +91,7 @@ test('the Access page names the startup token and the rule', async () => {
   assert.match(await you.innerText(), /^You are the startup token from 127\.0\.0\.1, allowed by rule “everything else needs a credential”\.$/);
   assert.equal(await page.locator('#access-rules tbody tr').count(), 4);
   assert.equal(await page.locator('#logout').isVisible(), true);
+  await screenshot(page, 'access-secure');
   assert.deepEqual(page.problems, []);
 });
 
