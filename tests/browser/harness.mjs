@@ -17,6 +17,14 @@ export const BIN = process.env.DASHGATE_BIN || join(ROOT, 'target/debug/dashgate
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const SHOTS = join(ROOT, 'target/screenshots');
 
+// Servers still running when this process ends (a failed `before`, a
+// Ctrl-C, a CI timeout) are killed with it rather than left behind.
+const running = new Set();
+process.once('exit', () => { for (const c of running) c.kill('SIGKILL'); });
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => { for (const c of running) c.kill('SIGKILL'); process.exit(130); });
+}
+
 /** A random name for files and sessions that tests create. */
 export const rand = () => randomBytes(6).toString('hex');
 
@@ -54,6 +62,8 @@ export async function startServer(args = [], { env = {} } = {}) {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const server = { child, stdout: '', stderr: '', port: 0, token: null, url: null };
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');
