@@ -594,3 +594,42 @@ async fn repeated_forwarding_headers_from_a_trusted_proxy_are_400() {
         assert_eq!(body["reason"], "bad_forwarding_header");
     }
 }
+
+/// A browser cannot read why its WebSocket handshake was refused, so the UI
+/// asks `/api/whoami?path=…&transport=ws`: the answer must be the gate's own
+/// decision for that upgrade (rule and reason), and differ from plain HTTP.
+#[tokio::test]
+async fn whoami_probe_tells_why_a_websocket_would_be_refused() {
+    let (_d, file) = policy_file(
+        "version: 1\nextends: insecure\nrules:\n  - name: no live feed over websockets\n    paths: [/api/events]\n    transport: ws\n    action: deny\n",
+    );
+    let s = launch().arg("--policy").arg(file.to_str().unwrap()).start();
+    let get = |q: &'static str| {
+        let url = s.url(&format!("/api/whoami{q}"));
+        async move {
+            let r = http().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (st, v) = get("?path=/api/events&transport=ws").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["check"]["allowed"], false, "{v}");
+    assert_eq!(v["check"]["status"], 403);
+    assert_eq!(v["check"]["reason"], "rule_deny");
+    assert_eq!(v["check"]["rule"], "no live feed over websockets");
+    let (_, v) = get("?path=/api/events&transport=http").await;
+    assert_eq!(v["check"]["allowed"], true, "{v}");
+    assert_eq!(v["check"]["rule"], "everything is allowed");
+    let (_, v) = get("").await;
+    assert!(v.get("check").is_none(), "{v}");
+    let (st, v) = get("?path=/api/events&transport=smoke").await;
+    assert_eq!((st, v["reason"].as_str()), (400, Some("bad_query")));
+    // The probe agrees with the real handshake.
+    assert_eq!(
+        ws_status("127.0.0.1", &s.ws_url("/api/events"), &[]).await,
+        403
+    );
+    // and a hypothetical request is not an event or a log line.
+    assert_eq!(s.output().matches("access denied").count(), 1);
+}
