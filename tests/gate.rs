@@ -630,6 +630,9 @@ async fn whoami_probe_tells_why_a_websocket_would_be_refused() {
         ws_status("127.0.0.1", &s.ws_url("/api/events"), &[]).await,
         403
     );
-    // and a hypothetical request is not an event or a log line.
+    // and a hypothetical request is not an event or a log line: the one
+    // denial logged is the real handshake's (wait for it to be read).
+    assert!(s.wait_output("access denied", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(s.output().matches("access denied").count(), 1);
 }
