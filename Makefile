@@ -2,6 +2,10 @@
 # Everything they need beyond the Rust toolchain and Node.js is installed here.
 
 CARGO ?= cargo
+NPM ?= npm
+NODE ?= node
+# The browser the UI tests drive (Debian's package; `make deps-browser`).
+CHROMIUM ?= /usr/bin/chromium
 SHELL := /bin/bash
 
 .PHONY: all build run test lint unit browser bench bench-hermes deps-web deps-browser clean
@@ -21,12 +25,22 @@ test: lint unit browser
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@for f in $$(find static/assets tests/browser -name '*.js' -o -name '*.mjs'); do \
+	  $(NODE) --check $$f || exit 1; \
+	done
 
 unit: deps-web
 	$(CARGO) test --lib --bins --tests
 
-browser: deps-web
-	@echo "(browser tests arrive with the web UI)"
+## The web UI in a real browser: the dashgate binary (debug build) and
+## Debian's chromium driven by playwright-core, one node test file per
+## scenario, screenshots in target/screenshots/. The binary is the one the
+## integration tests use (`cargo test --no-run`: nothing to do after `unit`;
+## `cargo build` would link a second variant with other dependency features).
+browser: deps-web deps-browser
+	$(CARGO) test --no-run --test routes
+	DASHGATE_BIN=$(CURDIR)/target/debug/dashgate CHROMIUM=$(CHROMIUM) \
+	  $(NODE) --test --test-reporter=spec --test-concurrency=1 tests/browser/
 
 ## Benchmarks (docs/benchmarks.md): criterion for the policy engine, the chat
 ## bench, then the load bench, which prints the one table (figure, value, bar,
@@ -44,9 +58,37 @@ bench: bench-hermes
 bench-hermes:
 	@bash benches/scripts/hermes-venv.sh
 
-## xterm.js and friends, from npm, into a git-ignored folder served by the UI.
-deps-web:
-	@true
+## xterm.js and its fit addon, from npm (package-lock.json), into the
+## git-ignored static/vendor/ served at /vendor/. Does nothing when up to date.
+VENDOR := static/vendor
+VENDOR_FILES := \
+	$(VENDOR)/xterm/lib/xterm.mjs $(VENDOR)/xterm/css/xterm.css $(VENDOR)/xterm/LICENSE \
+	$(VENDOR)/addon-fit/lib/addon-fit.mjs $(VENDOR)/addon-fit/LICENSE
+
+deps-web: $(VENDOR_FILES)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+$(VENDOR)/xterm/%: node_modules/.package-lock.json
+	@mkdir -p $(@D)
+	cp node_modules/@xterm/xterm/$* $@
+
+$(VENDOR)/addon-fit/%: node_modules/.package-lock.json
+	@mkdir -p $(@D)
+	cp node_modules/@xterm/addon-fit/$* $@
+
+## Debian's chromium for the browser tests, when it is not there yet (CI
+## starts from a machine with only Rust and Node).
+deps-browser:
+	@if [ -x "$(CHROMIUM)" ]; then \
+	  echo "chromium: $(CHROMIUM)"; \
+	else \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium; \
+	fi
 
 clean:
 	$(CARGO) clean

@@ -68,7 +68,8 @@ pub struct ServeArgs {
     /// Seconds a chat session lives without a viewer.
     #[arg(long, env = "DASHGATE_IDLE_TIMEOUT", default_value_t = 1800)]
     pub idle_timeout: u64,
-    /// Most open HTTP connections at once (further ones wait to be accepted).
+    /// Most open HTTP connections at once (further ones wait to be accepted;
+    /// one that sends no request head for 10 s is closed).
     #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
     /// Most open WebSockets at once (one more gets 503 at the upgrade).

@@ -81,6 +81,7 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(target_host())
         .and(warp::header::headers_cloned())
         .and_then(
             move |ours: Option<Peer>,
@@ -88,6 +89,7 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
                   method: http::Method,
                   path: warp::path::FullPath,
                   query: String,
+                  target: TargetHost,
                   headers: HeaderMap| {
                 // The peer: ours from `server::run`, else warp's own (warp::serve).
                 let decided = match ours.map(|p| p.0).or(theirs) {
@@ -98,6 +100,7 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
                         method.as_str(),
                         path.as_str(),
                         query,
+                        target,
                         &headers,
                     )
                     .map_err(warp::reject::custom),
@@ -105,6 +108,44 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
                 std::future::ready(decided)
             },
         )
+}
+
+/// What warp makes of the request's authority: the target URI's (an
+/// absolute-form request line, HTTP/2's `:authority`), else the `Host`
+/// header's. `Refused` when the two disagree or `Host` is no authority.
+#[derive(Debug, Clone)]
+enum TargetHost {
+    Found(Option<String>),
+    Refused,
+}
+
+fn target_host() -> impl Filter<Extract = (TargetHost,), Error = std::convert::Infallible> + Clone {
+    warp::host::optional()
+        .map(|a: Option<warp::host::Authority>| TargetHost::Found(a.map(|a| a.to_string())))
+        .or(warp::any().map(|| TargetHost::Refused))
+        .unify()
+}
+
+/// The host the request is for (RFC 9112 §3.3): the target URI's authority
+/// when it has one, else the one `Host` header. `Err` when that is
+/// ambiguous: several `Host` lines, or a `Host` that names another
+/// authority than the request line. A `Host` that is no authority at all is
+/// passed on for the policy to judge.
+fn request_host(target: TargetHost, headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let mut lines = headers.get_all(HOST).iter();
+    let (first, more) = (lines.next(), lines.next().is_some());
+    if more {
+        return Err(());
+    }
+    let header = first.and_then(|v| v.to_str().ok());
+    match (target, header) {
+        (TargetHost::Found(_), Some(h)) => Ok(Some(h.to_string())),
+        (TargetHost::Found(uri), None) => Ok(uri),
+        (TargetHost::Refused, Some(h)) if h.parse::<warp::host::Authority>().is_err() => {
+            Ok(Some(h.to_string()))
+        }
+        (TargetHost::Refused, _) => Err(()),
+    }
 }
 
 /// Fold `::ffff:a.b.c.d` to `a.b.c.d` (SPEC §2.2).
@@ -128,6 +169,25 @@ fn header_lines<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Vec<String> {
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect()
+}
+
+/// Every line of `name` as one comma-separated list (RFC 9110 §5.3), so
+/// that two lines of a single-valued header are as malformed as one line
+/// with two values, rather than quietly the first.
+fn header_joined<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<String> {
+    let lines = header_lines(headers, name);
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
+/// The Origin header. Several Origin headers (only a non-browser client can
+/// send that) are kept joined, which equals no allowed origin: refused where
+/// Origin is checked, rather than deciding on whichever came first.
+fn origin(headers: &HeaderMap) -> Option<String> {
+    let mut all = headers.get_all(ORIGIN).iter();
+    let first = String::from_utf8_lossy(all.next()?.as_bytes()).into_owned();
+    Some(all.fold(first, |acc, v| {
+        format!("{acc}, {}", String::from_utf8_lossy(v.as_bytes()))
+    }))
 }
 
 /// Whether the request is a WebSocket upgrade.
@@ -266,6 +326,7 @@ fn check(
     method: &str,
     path: &str,
     query: String,
+    target: TargetHost,
     headers: &HeaderMap,
 ) -> Result<Access, Denied> {
     let live = state.policy();
@@ -279,8 +340,8 @@ fn check(
     let fwd = ForwardHeaders {
         x_forwarded_for: header_lines(headers, X_FORWARDED_FOR),
         forwarded: header_lines(headers, FORWARDED),
-        x_forwarded_proto: header_str(headers, X_FORWARDED_PROTO).map(str::to_string),
-        x_forwarded_host: header_str(headers, X_FORWARDED_HOST).map(str::to_string),
+        x_forwarded_proto: header_joined(headers, X_FORWARDED_PROTO),
+        x_forwarded_host: header_joined(headers, X_FORWARDED_HOST),
     };
     let deny = |client: IpAddr, reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -290,6 +351,9 @@ fn check(
     let view = match policy.client(peer_ip, &fwd) {
         Ok(v) => v,
         Err(reason) => return Err(deny(peer_ip, reason, None)),
+    };
+    let Ok(host) = request_host(target, headers) else {
+        return Err(deny(view.client, Reason::HostNotAllowed, None));
     };
     let presented = presented(headers, &query, policy, view.peer_trusted);
     let forwarded = !fwd.x_forwarded_for.is_empty()
@@ -303,17 +367,18 @@ fn check(
         client: canonical_ip(view.client),
         method: method.to_string(),
         path: path.to_string(),
-        host: view
-            .host
-            .clone()
-            .or_else(|| header_str(headers, HOST).map(str::to_string)),
-        origin: header_str(headers, ORIGIN).map(str::to_string),
+        host: view.host.clone().or(host),
+        origin: origin(headers),
         scheme: view.proto.clone().unwrap_or_else(|| "http".to_string()),
         transport,
         credential,
     };
     let limit = policy.auth_failures_per_minute();
-    if presented != Presented::None {
+    // Only tokens are guessed here, so only tokens are held back. A session
+    // cookie (256 random bits, never counted) or a proxy's forward-auth user
+    // is not: any web page can make the user's browser send bad `?token=`s
+    // from the user's own address, and must not lock their session out.
+    if matches!(presented, Presented::Token(_)) {
         if let Some(retry) = state.limiter.blocked(facts.client, limit) {
             let mut d = deny(facts.client, Reason::TooManyFailures, None);
             d.retry_after = Some(retry.as_secs());
@@ -329,6 +394,12 @@ fn check(
             Err(r) => r.as_str(),
         },
     );
+    // Every bad credential counts, also where an `allow` rule lets the
+    // request through anonymously: there a valid `?token=` still answers
+    // differently (a 303 with a cookie), so guesses must be limited too.
+    if facts.credential == Credential::Invalid {
+        state.limiter.record_failure(facts.client);
+    }
     match decision.verdict {
         Ok(principal) => Ok(Access {
             token_visit: matches!(facts.credential, Credential::Valid(_))
@@ -342,9 +413,6 @@ fn check(
             query,
         }),
         Err(reason) => {
-            if reason == Reason::BadCredential {
-                state.limiter.record_failure(facts.client);
-            }
             let mut d = deny(facts.client, reason, decision.rule);
             if reason == Reason::NoCredential && wants_html(headers, method, transport) {
                 d.login_redirect = Some(login_url(path, &query));

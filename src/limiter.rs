@@ -58,6 +58,7 @@ impl FailureLimiter {
         if !self.used.load(Ordering::Acquire) {
             return None;
         }
+        let ip = key(ip);
         let map = self.map.lock();
         let w = map.get(&ip)?;
         let elapsed = w.start.elapsed();
@@ -69,7 +70,40 @@ impl FailureLimiter {
 
     /// Count one failed credential from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
+        self.record(&mut self.map.lock(), key(ip));
+    }
+
+    /// Start a slow credential check (a password): unless `ip` is blocked,
+    /// count the attempt as a failure at once, under the same lock as the
+    /// check, so attempts sent all at once cannot all be checked before the
+    /// first failure is counted. Call [`FailureLimiter::forgive`] when the
+    /// attempt succeeds (or turns out to be no attempt at all).
+    ///
+    /// # Errors
+    /// How long until `ip` may try again, when it is blocked.
+    pub fn begin_attempt(&self, ip: IpAddr, limit: u32) -> Result<(), Duration> {
+        let ip = key(ip);
         let mut map = self.map.lock();
+        if let Some(w) = map.get(&ip) {
+            let elapsed = w.start.elapsed();
+            if elapsed < self.window && w.failures >= limit {
+                return Err((self.window - elapsed).max(Duration::from_secs(1)));
+            }
+        }
+        self.record(&mut map, ip);
+        Ok(())
+    }
+
+    /// Take back one failure counted by [`FailureLimiter::begin_attempt`].
+    pub fn forgive(&self, ip: IpAddr) {
+        if let Some(w) = self.map.lock().get_mut(&key(ip)) {
+            w.failures = w.failures.saturating_sub(1);
+        }
+    }
+
+    fn record(&self, map: &mut HashMap<IpAddr, Window>, ip: IpAddr) {
+        // Under the map's lock, before the entry exists: a `blocked` that
+        // reads `false` cannot be missing a failure already recorded.
         self.used.store(true, Ordering::Release);
         let now = Instant::now();
         if !map.contains_key(&ip) && map.len() >= self.max_tracked {
@@ -100,6 +134,19 @@ impl FailureLimiter {
     }
 }
 
+/// The address failures are counted under: an IPv6 client is its /64, since
+/// one host usually holds a whole /64 and could otherwise spread guesses
+/// over 2^64 addresses.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,12 +168,37 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_slash_64_counts_as_one_client() {
+        let l = FailureLimiter::new(Duration::from_secs(60));
+        l.record_failure(ip("2001:db8:1:2::1"));
+        l.record_failure(ip("2001:db8:1:2::ffff"));
+        assert!(l.blocked(ip("2001:db8:1:2:abcd::9"), 2).is_some());
+        assert!(l.blocked(ip("2001:db8:1:3::1"), 2).is_none());
+        l.record_failure(ip("::ffff:10.0.0.1"));
+        assert!(l.blocked(ip("10.0.0.1"), 1).is_some());
+        assert!(l.blocked(ip("10.0.0.2"), 1).is_none());
+    }
+
+    #[test]
     fn recovers_after_window() {
         let l = FailureLimiter::new(Duration::from_millis(50));
         l.record_failure(ip("10.0.0.1"));
         assert!(l.blocked(ip("10.0.0.1"), 1).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(l.blocked(ip("10.0.0.1"), 1).is_none());
+    }
+
+    #[test]
+    fn attempts_count_before_they_are_checked() {
+        let l = FailureLimiter::new(Duration::from_secs(60));
+        let a = ip("10.0.0.1");
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.begin_attempt(a, 2).is_err(), "two attempts in flight");
+        l.forgive(a);
+        assert!(l.blocked(a, 2).is_none());
+        assert!(l.begin_attempt(a, 2).is_ok());
+        assert!(l.blocked(a, 2).is_some());
     }
 
     #[test]

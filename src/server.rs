@@ -7,10 +7,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -24,6 +25,14 @@ use crate::state::AppState;
 /// How long shutdown waits for WebSockets to say goodbye and HTTP requests to
 /// finish before it stops waiting (SPEC: exit within 2 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1200);
+
+/// How long a connection may take to send a request head: the first one
+/// after it is accepted (whatever the protocol), and each next one on an
+/// HTTP/1 keep-alive connection. Connections are bounded by a semaphore, so
+/// without this a peer opening `max_connections` silent sockets — whatever
+/// the policy thinks of it, as nothing reaches the gate — stops the server
+/// for everyone. An upgraded WebSocket has left the connection: not bound.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `state` on `listener` until `shutdown` resolves, then close every
 /// WebSocket with 1001, end chat children and drain HTTP connections.
@@ -60,7 +69,11 @@ pub async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
@@ -83,7 +96,10 @@ pub async fn serve<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let svc = svc.clone();
+        let spoke = Arc::new(AtomicBool::new(false));
+        let spoke_here = spoke.clone();
         let service = hyper::service::service_fn(move |mut req| {
+            spoke_here.store(true, Ordering::Relaxed);
             req.extensions_mut().insert(Peer(peer));
             let mut svc = svc.clone();
             tower_service::Service::call(&mut svc, req)
@@ -93,7 +109,17 @@ pub async fn serve<S, B>(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = &mut conn => {}
+                () = tokio::time::sleep(REQUEST_HEAD_TIMEOUT) => {
+                    // No first request in time (a silent socket, a bare
+                    // HTTP/2 preface): drop it, and with it its permit.
+                    if spoke.load(Ordering::Relaxed) {
+                        let _ = conn.await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

@@ -359,3 +359,107 @@ async fn expired_session_closes_its_websocket_with_4401() {
         (401, 401)
     );
 }
+
+/// A public page answers a valid `?token=` with a 303 and a cookie and a bad
+/// one with the page: an oracle, so a bad token counts there too.
+#[tokio::test]
+async fn bad_tokens_on_public_pages_count_towards_the_limit() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let page = |token: &str| {
+        http_from("127.0.0.2")
+            .get(s.url(&format!("/login?token={token}")))
+            .header("accept", "text/html")
+            .send()
+    };
+    for i in 0..3 {
+        let r = page(&format!("guess-{i}")).await.unwrap();
+        assert_eq!(r.status(), 200, "the public page is still served");
+    }
+    let r = page("ci-token-123").await.unwrap();
+    assert_eq!(r.status(), 429, "a fourth guess must not be answered");
+    assert!(r.headers().get("set-cookie").is_none());
+    // Another address is unaffected.
+    let r = http_from("127.0.0.3")
+        .get(s.url("/login?token=ci-token-123"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+/// Password checks are slow (argon2): attempts sent all at once must not
+/// all be checked before the first failure is counted.
+#[tokio::test]
+async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let c = http_from("127.0.0.2");
+    let attempts = (0..12).map(|i| {
+        c.post(s.url("/api/login"))
+            .json(&serde_json::json!({"username": "alice", "password": format!("guess {i}")}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|&&st| st == 401).count();
+    assert!(checked <= 3, "{checked} passwords checked: {statuses:?}");
+    assert_eq!(
+        checked + statuses.iter().filter(|&&st| st == 429).count(),
+        12
+    );
+    // A right password right after is refused too, then works elsewhere.
+    let (st, _) = {
+        let r = c
+            .post(s.url("/api/login"))
+            .json(&serde_json::json!({"username": "alice", "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(st, 429);
+    let (st, cookie) = login_cookie(
+        &s,
+        serde_json::json!({"username": "alice", "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!((st, cookie.is_some()), (200, true));
+}
+
+/// Any web page the user visits can make their browser request
+/// `http://127.0.0.1:PORT/...?token=x` (an <img>, a no-cors fetch): failures
+/// from the user's own address. Those must not lock the signed-in browser
+/// out; cookies cannot be guessed and are never counted.
+#[tokio::test]
+async fn failures_from_the_same_address_do_not_lock_out_a_session_cookie() {
+    let (_d, path) = policy_with_credentials(3);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
+    assert_eq!(st, 200);
+    let c = cookie_pair(&cookie.unwrap());
+    for i in 0..5 {
+        http()
+            .get(s.url(&format!("/api/status?token=cross-site-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Tokens from this address are blocked now...
+    let r = http()
+        .get(s.url("/api/whoami"))
+        .bearer_auth("ci-token-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // ...but the signed-in browser goes on working, REST and WebSocket.
+    assert_eq!(
+        status_with(&s, "127.0.0.1", &[("cookie", &c)]).await,
+        (200, 101)
+    );
+}

@@ -162,3 +162,13 @@ async fn plain_get_on_websocket_route_is_426() {
     let r = http().get(s.url("/api/events")).send().await.unwrap();
     assert_eq!(r.status(), 426);
 }
+
+/// A subscriber only listens: what it sends is bounded like a publisher's
+/// frames, not by the WebSocket library's 64 MiB default.
+#[tokio::test]
+async fn a_subscriber_sending_a_huge_frame_is_closed_1009() {
+    let s = launch().arg("--insecure").start();
+    let mut ws = subscribed(&s, "quiet").await;
+    let _ = ws.send(Message::binary(vec![0u8; 1024 * 1024])).await;
+    assert_eq!(close_of(&mut ws, T).await.map(|c| c.0), Some(1009));
+}

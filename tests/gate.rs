@@ -206,6 +206,24 @@ async fn foreign_origin_is_refused_in_every_preset() {
 }
 
 #[tokio::test]
+async fn two_origin_headers_are_refused() {
+    let s = launch().arg("--insecure").start();
+    let own = format!("http://{}", s.addr);
+    let raw = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {}\r\nOrigin: {own}\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    let (st, body) = raw_request(s.addr, &raw);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("origin_not_allowed"), "{body}");
+    let one = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {}\r\nOrigin: {own}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    assert_eq!(raw_request(s.addr, &one).0, 200);
+}
+
+#[tokio::test]
 async fn foreign_host_is_refused_when_bound_to_loopback() {
     let s = launch().arg("--insecure").start();
     let (st, body) = raw_request(
@@ -380,4 +398,241 @@ async fn hermes_aliases_select_insecure_and_token() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["policy"]["preset"], "secure");
+}
+
+/// warp serves `/api/policy/` as `/api/policy`; the rules must decide it as
+/// that route too, or a trailing slash walks past a `deny`.
+const DENY_SOME_ROUTES: &str = r#"
+version: 1
+rules:
+  - name: no policy dump
+    paths: [/api/policy, /metrics]
+    action: deny
+  - name: no event socket
+    paths: [/api/events]
+    transport: ws
+    action: deny
+  - name: the rest
+    action: allow
+"#;
+
+#[tokio::test]
+async fn a_trailing_slash_is_decided_as_the_route_it_reaches() {
+    let (_d, path) = policy_file(DENY_SOME_ROUTES);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    for p in ["/api/policy", "/api/policy/", "/metrics/"] {
+        let (st, body) = raw_get(s.addr, p);
+        assert_eq!(st, 403, "{p}: {body}");
+        assert!(body.contains("no policy dump"), "{p}: {body}");
+    }
+    for p in ["/api/events", "/api/events/"] {
+        assert_eq!(ws_status("127.0.0.1", &s.ws_url(p), &[]).await, 403, "{p}");
+    }
+    // The slash itself is no reason to refuse a route the rules allow.
+    assert_eq!(raw_get(s.addr, "/api/status/").0, 200);
+}
+
+/// The host a request is for is its target URI's authority (an absolute-form
+/// request line, HTTP/2's `:authority`), else its one `Host` header.
+#[tokio::test]
+async fn the_host_is_the_target_authority_and_there_is_one() {
+    let s = launch().arg("--insecure").start();
+    let a = s.addr;
+    for (what, raw) in [
+        (
+            "absolute-form target for another host",
+            format!("GET http://evil.example/api/status HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "Host disagreeing with the absolute-form target",
+            format!("GET http://{a}/api/status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        ),
+        (
+            "a second Host header",
+            format!("GET /api/status HTTP/1.1\r\nHost: {a}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        ),
+    ] {
+        let (st, body) = raw_request(a, &raw);
+        assert_eq!(st, 403, "{what}: {body}");
+        assert!(body.contains("host_not_allowed"), "{what}: {body}");
+    }
+    let (st, body) = raw_request(
+        a,
+        &format!("GET http://{a}/api/status HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(st, 200, "absolute-form target for this host: {body}");
+    // HTTP/2 carries the host as `:authority`, with no Host header at all.
+    let reply = h2c_get(a, "/api/status");
+    assert!(reply.contains(r#""name":"dashgate""#), "h2c: {reply:?}");
+}
+
+/// A bare HTTP/2 (prior knowledge) `GET path` carrying `:authority` and no
+/// `host` header, as curl --http2-prior-knowledge sends it; returns what the
+/// server wrote (bodies travel uncompressed in DATA frames).
+fn h2c_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = addr.to_string();
+    // HPACK: :method GET (static 2), :scheme http (static 6), then :path
+    // (name 4) and :authority (name 1) as literals without indexing.
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend(path.bytes());
+    block.extend([0x01, authority.len() as u8]);
+    block.extend(authority.bytes());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let len = block.len();
+    // HEADERS, END_STREAM | END_HEADERS, stream 1
+    out.extend([
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0x1,
+        0x5,
+        0,
+        0,
+        0,
+        1,
+    ]);
+    out.extend(block);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(&out).unwrap();
+    let (mut got, mut buf, end) = (Vec::new(), [0u8; 4096], Instant::now() + T);
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) if got.ends_with(b"}") => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Connections are bounded (`--max-connections`), so a connection must not
+/// hold its place forever without sending a request: silent sockets, a
+/// request head that never ends, an HTTP/2 preface and then nothing.
+#[tokio::test]
+async fn idle_connections_cannot_hold_every_connection_slot() {
+    use std::io::Write;
+    let s = launch()
+        .arg("--insecure")
+        .args(["--max-connections", "3"])
+        .start();
+    // An upgraded WebSocket has left the connection pool: it may idle.
+    let mut ws = ws_connect(&s.ws_url("/api/events"), &[]).await.unwrap();
+    let mut idle = Vec::new();
+    for start in [
+        "",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.write_all(start.as_bytes()).unwrap();
+        idle.push(c);
+    }
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let r = patient.get(s.url("/healthz")).send().await;
+    assert!(
+        matches!(&r, Ok(r) if r.status() == 200),
+        "not served after {:?}: {r:?}",
+        t0.elapsed()
+    );
+    drop(idle);
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Ping(
+        vec![7].into(),
+    ))
+    .await
+    .unwrap();
+    let pong = tokio::time::timeout(T, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_pong() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(pong, Ok(true), "the idle WebSocket was closed");
+}
+
+/// `X-Forwarded-Proto: https, http` is refused as malformed; the same two
+/// values on two lines must not quietly mean the first one (a proxy that
+/// appends its line after the client's would let the client pick).
+#[tokio::test]
+async fn repeated_forwarding_headers_from_a_trusted_proxy_are_400() {
+    let (_d, path) = policy_file(LAN_POLICY);
+    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    for (name, first, second) in [
+        ("x-forwarded-proto", "https", "http"),
+        ("x-forwarded-host", "evil.example", "localhost"),
+    ] {
+        let one = http_from("127.0.0.5")
+            .get(s.url("/api/whoami"))
+            .header("x-forwarded-for", "127.0.0.2")
+            .header(name, format!("{first}, {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(one.status(), 400, "{name}: one line");
+        let two = http_from("127.0.0.5")
+            .get(s.url("/api/whoami"))
+            .header("x-forwarded-for", "127.0.0.2")
+            .header(name, first)
+            .header(name, second)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(two.status(), 400, "{name}: two lines");
+        let body: serde_json::Value = two.json().await.unwrap();
+        assert_eq!(body["reason"], "bad_forwarding_header");
+    }
+}
+
+/// A browser cannot read why its WebSocket handshake was refused, so the UI
+/// asks `/api/whoami?path=…&transport=ws`: the answer must be the gate's own
+/// decision for that upgrade (rule and reason), and differ from plain HTTP.
+#[tokio::test]
+async fn whoami_probe_tells_why_a_websocket_would_be_refused() {
+    let (_d, file) = policy_file(
+        "version: 1\nextends: insecure\nrules:\n  - name: no live feed over websockets\n    paths: [/api/events]\n    transport: ws\n    action: deny\n",
+    );
+    let s = launch().arg("--policy").arg(file.to_str().unwrap()).start();
+    let get = |q: &'static str| {
+        let url = s.url(&format!("/api/whoami{q}"));
+        async move {
+            let r = http().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (st, v) = get("?path=/api/events&transport=ws").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["check"]["allowed"], false, "{v}");
+    assert_eq!(v["check"]["status"], 403);
+    assert_eq!(v["check"]["reason"], "rule_deny");
+    assert_eq!(v["check"]["rule"], "no live feed over websockets");
+    let (_, v) = get("?path=/api/events&transport=http").await;
+    assert_eq!(v["check"]["allowed"], true, "{v}");
+    assert_eq!(v["check"]["rule"], "everything is allowed");
+    let (_, v) = get("").await;
+    assert!(v.get("check").is_none(), "{v}");
+    let (st, v) = get("?path=/api/events&transport=smoke").await;
+    assert_eq!((st, v["reason"].as_str()), (400, Some("bad_query")));
+    // The probe agrees with the real handshake.
+    assert_eq!(
+        ws_status("127.0.0.1", &s.ws_url("/api/events"), &[]).await,
+        403
+    );
+    // and a hypothetical request is not an event or a log line: the one
+    // denial logged is the real handshake's (wait for it to be read).
+    assert!(s.wait_output("access denied", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.output().matches("access denied").count(), 1);
 }

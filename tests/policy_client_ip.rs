@@ -109,15 +109,22 @@ fn forwarded_header_rfc7239() {
             "{lines:?}"
         );
     }
-    // X-Forwarded-For wins when both are present.
-    let both = ForwardHeaders {
-        forwarded: vec!["for=1.1.1.1".into()],
+    // Both present and naming the same client: fine.
+    let agree = ForwardHeaders {
+        forwarded: vec!["for=2.2.2.2".into()],
         ..xff(&["2.2.2.2"])
     };
     assert_eq!(
-        p.client(ip("127.0.0.1"), &both).unwrap().client,
+        p.client(ip("127.0.0.1"), &agree).unwrap().client,
         ip("2.2.2.2")
     );
+    // Naming different clients: a proxy that writes one header may pass the
+    // client's own copy of the other through, so neither can be believed.
+    let disagree = ForwardHeaders {
+        forwarded: vec!["for=1.1.1.1".into()],
+        ..xff(&["2.2.2.2"])
+    };
+    assert!(p.client(ip("127.0.0.1"), &disagree).is_err());
 }
 
 #[test]

@@ -48,20 +48,32 @@ pub(crate) fn resolve(
             host: None,
         });
     }
-    let hops = if !fwd.x_forwarded_for.is_empty() {
-        parse_xff(&fwd.x_forwarded_for)?
-    } else if !fwd.forwarded.is_empty() {
-        parse_forwarded(&fwd.forwarded)?
-    } else {
-        Vec::new()
+    let xff = match fwd.x_forwarded_for.is_empty() {
+        true => Vec::new(),
+        false => parse_xff(&fwd.x_forwarded_for)?,
     };
-    let client = hops
-        .iter()
-        .rev()
-        .find(|ip| !trusted.contains(**ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer);
+    let forwarded = match fwd.forwarded.is_empty() {
+        true => Vec::new(),
+        false => parse_forwarded(&fwd.forwarded)?,
+    };
+    let walk = |hops: &[IpAddr]| {
+        hops.iter()
+            .rev()
+            .find(|ip| !trusted.contains(**ip))
+            .or(hops.first())
+            .copied()
+    };
+    // When both headers are present they must agree: a proxy that writes one
+    // may pass the client's own copy of the other straight through.
+    let client = match (walk(&xff), walk(&forwarded)) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "X-Forwarded-For names client {a} but Forwarded names {b}"
+            ))
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => peer,
+    };
     let proto = match fwd.x_forwarded_proto.as_deref().map(str::trim) {
         None => None,
         Some(p) if p.eq_ignore_ascii_case("http") || p.eq_ignore_ascii_case("https") => {

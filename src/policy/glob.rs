@@ -21,10 +21,12 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
             0 => return Some("contains a NUL byte"),
             c if c < 0x20 || c == 0x7f => return Some("contains a control character"),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
+                // Two hex digits exactly: `from_str_radix` alone would also
+                // take a sign (`%+5`).
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
                 match hex {
                     None => return Some("contains a malformed %-escape"),
                     Some(b'/') => return Some("contains an encoded '/' (%2F)"),
@@ -59,9 +61,15 @@ pub fn strip_query(raw: &str) -> &str {
     }
 }
 
-/// The segments of a canonical path: `/` is `[""]`, `/a/` is `["a", ""]`.
+/// The segments of a canonical path: `/` is `[""]`, `/a/` is `["a"]`.
+///
+/// Why drop one trailing `/`: warp routes `/api/policy/` to the
+/// `/api/policy` route (its `path::end` accepts the slash), so the rules must
+/// see the two as the same path, or a trailing slash would walk past a rule
+/// written for the route. Globs are split the same way (`/docs/` is `/docs`).
 pub fn segments(path: &str) -> impl Iterator<Item = &str> + Clone {
-    path.get(1..).unwrap_or("").split('/')
+    let rest = path.get(1..).unwrap_or("");
+    rest.strip_suffix('/').unwrap_or(rest).split('/')
 }
 
 /// One compiled segment of a glob.
@@ -261,6 +269,8 @@ mod tests {
             "/%61pi",
             "/a%zz",
             "/a%4",
+            "/a%+5",
+            "/a%-1",
         ] {
             assert!(non_canonical(bad).is_some(), "{bad:?}");
         }
@@ -269,7 +279,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(m("/healthz", "/healthz"));
-        assert!(!m("/healthz", "/healthz/"));
+        // The router serves `/healthz/` as `/healthz`: so do the rules.
+        assert!(m("/healthz", "/healthz/"));
+        assert!(m("/docs/", "/docs") && m("/docs/", "/docs/"));
+        assert!(m("/", "/") && !m("/", "/x/"));
         assert!(!m("/healthz", "/healthzz"));
         assert!(m("/api/*", "/api/ws"));
         assert!(!m("/api/*", "/api/"));

@@ -1,9 +1,11 @@
 //! The REST API: health, status, whoami, the policy in force.
 
 use serde_json::json;
-use warp::{Filter, Rejection};
+use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
+use crate::gate::{query_param, Access};
+use crate::policy::Transport;
 use crate::reject::error_reply;
 use crate::state::{with_state, AppState};
 
@@ -12,7 +14,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
     healthz()
         .or(status(state.clone()))
         .unify()
-        .or(whoami())
+        .or(whoami(state.clone()))
         .unify()
         .or(policy(state.clone()))
         .unify()
@@ -64,18 +66,66 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
     })
 }
 
-/// GET /api/whoami
-pub fn whoami() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    warp::path!("api" / "whoami").and(warp::get()).map(|| {
-        Endpoint::sync(|a| {
-            warp::reply::json(&json!({
-                "principal": a.principal,
-                "client_ip": a.facts.client.to_string(),
-                "peer_ip": a.facts.peer.to_string(),
-                "rule": a.rule.as_deref(),
-                "transport": a.facts.transport,
-            }))
+/// GET /api/whoami, or GET /api/whoami?path=P&transport=ws|http
+///
+/// With `path`, the answer also says how the gate would decide the caller's
+/// `GET P` over that transport (same address, Host and credential; for `ws`
+/// the Origin a same-host page sends). A browser cannot read the status or
+/// body of a refused WebSocket handshake, so the UI asks here why its socket
+/// was refused. Nothing is logged or announced for the hypothetical request.
+pub fn whoami(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("api" / "whoami")
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|state: AppState| {
+            Endpoint::sync(move |a| {
+                let mut body = json!({
+                    "principal": a.principal,
+                    "client_ip": a.facts.client.to_string(),
+                    "peer_ip": a.facts.peer.to_string(),
+                    "rule": a.rule.as_deref(),
+                    "transport": a.facts.transport,
+                });
+                if let Some(path) = query_param(&a.query, "path") {
+                    let transport = match query_param(&a.query, "transport").as_deref() {
+                        None | Some("http") => Transport::Http,
+                        Some("ws") => Transport::Ws,
+                        Some(_) => {
+                            return error_reply(
+                                http::StatusCode::BAD_REQUEST,
+                                "bad_query",
+                                "transport is http or ws",
+                            )
+                        }
+                    };
+                    body["check"] = probe(&state, &a, path, transport);
+                }
+                warp::reply::json(&body).into_response()
+            })
         })
+}
+
+/// How the live policy would decide the caller's `GET path` over `transport`.
+fn probe(state: &AppState, a: &Access, path: String, transport: Transport) -> serde_json::Value {
+    let mut facts = a.facts.clone();
+    facts.method = "GET".into();
+    facts.transport = transport;
+    if transport == Transport::Ws && facts.origin.is_none() {
+        // A same-origin fetch carries no Origin; the page's WebSocket would.
+        facts.origin = facts
+            .host
+            .as_ref()
+            .map(|h| format!("{}://{h}", facts.scheme));
+    }
+    facts.path = path;
+    let d = state.policy().compiled.decide(&facts);
+    json!({
+        "path": facts.path,
+        "transport": transport,
+        "allowed": d.verdict.is_ok(),
+        "status": d.verdict.as_ref().map_or_else(|r| r.status(), |_| 200),
+        "reason": d.verdict.as_ref().err().map(|r| r.as_str()),
+        "rule": d.rule.as_deref(),
     })
 }
 

@@ -87,9 +87,11 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
     let client = access.facts.client;
     let live = state.policy();
     let policy = &live.compiled;
-    if let Some(retry) = state
+    // The attempt counts as a failure from here on (forgiven if it succeeds),
+    // so many sent at once cannot all reach the slow password check.
+    if let Err(retry) = state
         .limiter
-        .blocked(client, policy.auth_failures_per_minute())
+        .begin_attempt(client, policy.auth_failures_per_minute())
     {
         let mut d = Denied::new(Reason::TooManyFailures, None);
         d.retry_after = Some(retry.as_secs());
@@ -110,16 +112,17 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
                 .flatten()
         }
         _ => {
+            state.limiter.forgive(client);
             let body = json!({"error": "send either token, or username and password", "reason": "bad_body", "rule": null});
             return warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST)
                 .into_response();
         }
     };
     let Some(principal) = principal else {
-        state.limiter.record_failure(client);
         audit_login(&state, &access, req.username.as_deref(), "bad_credential");
         return denied_reply(&Denied::new(Reason::BadCredential, None));
     };
+    state.limiter.forgive(client);
     audit_login(&state, &access, req.username.as_deref(), "ok");
     let ttl = policy.session_ttl();
     let id = state.sessions.create(principal.clone(), ttl);

@@ -96,7 +96,11 @@ pub fn subscribe(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = 
                     Ok(g) => g,
                     Err(r) => return r.into_response(),
                 };
-                ws.on_upgrade(move |socket| run_subscriber(socket, sub, guard))
+                // A subscriber only listens; its frames are bounded all the
+                // same (the library's default is 64 MiB per message).
+                ws.max_message_size(HARD_FRAME_LIMIT)
+                    .max_frame_size(HARD_FRAME_LIMIT)
+                    .on_upgrade(move |socket| run_subscriber(socket, sub, guard))
                     .into_response()
             })
         })
@@ -144,7 +148,11 @@ async fn run_subscriber(socket: WebSocket, mut sub: Subscription, mut guard: Con
                 }
             }
             incoming = rx.next() => match incoming {
-                None | Some(Err(_)) => break,
+                None => break,
+                Some(Err(_)) => {
+                    let _ = tx.send(Message::close_with(1009u16, "message too big")).await;
+                    break;
+                }
                 Some(Ok(m)) if m.is_close() => break,
                 Some(Ok(_)) => {}
             }

@@ -110,7 +110,7 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/events", Kind::Http),
     ("GET", "/access", Kind::Http),
     ("GET", "/assets/app.css", Kind::Http),
-    ("GET", "/vendor/xterm/lib/xterm.js", Kind::Http),
+    ("GET", "/vendor/xterm/lib/xterm.mjs", Kind::Http),
 ];
 
 /// The tree of routes, not yet gated. Private: only [`routes`] may use it.

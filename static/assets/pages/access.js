@@ -1,0 +1,110 @@
+// Access: the policy in force (GET /api/policy, /api/status) and what the
+// gate thinks of you (GET /api/whoami): "you are PRINCIPAL from IP, allowed
+// by rule R", with that rule marked in the ordered list.
+
+import { api, esc, principalText } from '../lib/api.js';
+import * as feed from '../lib/feed.js';
+
+let you;
+let summaryEl;
+let checksEl;
+let tbody;
+
+const tags = (xs) => (xs && xs.length ? xs.map((x) => `<span class="tag">${esc(x)}</span>`).join('') : '<span class="muted">any</span>');
+
+function dl(el, pairs) {
+  el.innerHTML = pairs.filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('');
+}
+
+function mode(status) {
+  const p = status.policy || {};
+  const src = String(p.source || '');
+  if (src.startsWith('preset:')) return `preset <b>${esc(src.slice(7))}</b>`;
+  return `file <code>${esc(src)}</code>${p.preset ? ` (extends <b>${esc(p.preset)}</b>)` : ''}`;
+}
+
+function fromCell(r) {
+  const parts = [];
+  if (r.from) parts.push(tags(r.from));
+  if (r.not_from) parts.push(`not ${tags(r.not_from)}`);
+  return parts.length ? parts.join(' ') : '<span class="muted">anywhere</span>';
+}
+
+function renderRules(policy, whoami) {
+  const rules = policy.rules || [];
+  tbody.innerHTML = rules.map((r, i) => {
+    const name = r.name || `rule ${i + 1}`;
+    const mine = whoami && whoami.rule === name;
+    return `<tr class="${mine ? 'current' : ''}"${mine ? ' aria-current="true"' : ''}>
+      <td>${i + 1}</td>
+      <td>${esc(name)}${mine ? ' <span class="muted small">← you</span>' : ''}</td>
+      <td>${fromCell(r)}</td>
+      <td>${tags(r.paths)}</td>
+      <td>${tags(r.methods)}</td>
+      <td>${r.transport ? `<span class="tag">${esc(r.transport)}</span>` : '<span class="muted">both</span>'}</td>
+      <td><span class="badge badge-${esc(r.action)}">${esc(r.action)}</span></td>
+    </tr>`;
+  }).join('') || '<tr class="empty"><td colspan="7">No rules: everything is denied.</td></tr>';
+}
+
+function list(xs, none) {
+  if (xs === undefined || xs === null) return `<span class="muted">${esc(none)}</span>`;
+  if (typeof xs === 'string') return `<code>${esc(xs)}</code>`;
+  if (Array.isArray(xs)) return xs.length ? tags(xs) : `<span class="muted">${esc(none)}</span>`;
+  return `<code>${esc(JSON.stringify(xs))}</code>`;
+}
+
+async function load() {
+  let status; let policy; let whoami;
+  try {
+    [status, policy, whoami] = await Promise.all([api('/api/status'), api('/api/policy'), api('/api/whoami')]);
+  } catch (e) {
+    you.innerHTML = `Could not read the policy: <code>${esc(e.status || '')}</code> <code>${esc(e.reason || e.message)}</code>`
+      + `${e.rule ? ` (rule “${esc(e.rule)}”)` : ''}`;
+    return;
+  }
+  const via = whoami.peer_ip !== whoami.client_ip ? ` (through the proxy <b>${esc(whoami.peer_ip)}</b>)` : '';
+  you.innerHTML = `You are <b>${esc(principalText(whoami.principal))}</b> from <b>${esc(whoami.client_ip)}</b>${via}, `
+    + (whoami.rule ? `allowed by rule <b>“${esc(whoami.rule)}”</b>.` : 'allowed.');
+  const p = status.policy || {};
+  const c = policy.credentials || {};
+  const names = (xs) => (xs && xs.length ? tags(xs.map((x) => x.name)) : '<span class="muted">none</span>');
+  dl(summaryEl, [
+    ['Mode', mode(status)],
+    ['Rules', esc(p.rules ?? (policy.rules || []).length)],
+    ['Loaded', p.loaded_at ? `${esc(new Date(p.loaded_at).toLocaleString())} <span class="muted mono">sha256 ${esc(String(p.sha256 || '').slice(0, 12))}</span>` : undefined],
+    ['Listening on', `<code>${esc(status.bind)}</code>`],
+    ['Startup token', c.startup_token === false ? 'disabled' : 'accepted'],
+    ['Tokens', names(c.tokens)],
+    ['Users', names(c.users)],
+    ['Forward auth', c.forward_auth ? `header <code>${esc(c.forward_auth.user_header)}</code> from trusted proxies` : '<span class="muted">off</span>'],
+    ['Sign-in lasts', esc(c.session_ttl || '12h')],
+    ['Failed sign-ins', policy.limits && policy.limits.auth_failures_per_minute != null
+      ? `${esc(policy.limits.auth_failures_per_minute)} a minute per address, then 429` : undefined],
+  ]);
+  renderRules(policy, whoami);
+  const nets = policy.networks && Object.keys(policy.networks).length
+    ? Object.entries(policy.networks).map(([k, v]) => `<b>${esc(k)}</b> ${tags(v)}`).join('<br>') : undefined;
+  dl(checksEl, [
+    ['Allowed hosts', list(policy.allowed_hosts, 'default: the names of the bind address')],
+    ['Allowed origins', list(policy.allowed_origins, 'same-host')],
+    ['Trusted proxies', list(policy.trusted_proxies, 'none')],
+    ['Networks', nets],
+  ]);
+}
+
+export function mount() {
+  you = document.getElementById('access-you');
+  summaryEl = document.getElementById('access-summary');
+  checksEl = document.getElementById('access-checks');
+  tbody = document.querySelector('#access-rules tbody');
+  document.getElementById('access-refresh').addEventListener('click', load);
+  feed.subscribe((ev) => {
+    if (ev && ev.type === 'policy.reloaded' && !document.getElementById('page-access').hidden) load();
+  });
+}
+
+export function show() {
+  load();
+}
