@@ -115,13 +115,14 @@ pub fn authorize(state: AppState) -> impl Filter<Extract = (Access,), Error = Re
 /// header's. `Refused` when the two disagree or `Host` is no authority.
 #[derive(Debug, Clone)]
 enum TargetHost {
-    Found(Option<String>),
+    /// Kept parsed: it becomes a string only when no `Host` header wins.
+    Found(Option<warp::host::Authority>),
     Refused,
 }
 
 fn target_host() -> impl Filter<Extract = (TargetHost,), Error = std::convert::Infallible> + Clone {
     warp::host::optional()
-        .map(|a: Option<warp::host::Authority>| TargetHost::Found(a.map(|a| a.to_string())))
+        .map(TargetHost::Found)
         .or(warp::any().map(|| TargetHost::Refused))
         .unify()
 }
@@ -140,7 +141,7 @@ fn request_host(target: TargetHost, headers: &HeaderMap) -> Result<Option<String
     let header = first.and_then(|v| v.to_str().ok());
     match (target, header) {
         (TargetHost::Found(_), Some(h)) => Ok(Some(h.to_string())),
-        (TargetHost::Found(uri), None) => Ok(uri),
+        (TargetHost::Found(uri), None) => Ok(uri.map(|a| a.to_string())),
         (TargetHost::Refused, Some(h)) if h.parse::<warp::host::Authority>().is_err() => {
             Ok(Some(h.to_string()))
         }
