@@ -36,12 +36,14 @@ pub fn ws_upgrade() -> impl Filter<Extract = (Option<Ws>,), Error = std::convert
 
 /// The reply to a plain HTTP request on a WebSocket route.
 pub fn ws_required() -> Response {
-    error_reply(
-        StatusCode::UPGRADE_REQUIRED,
-        "websocket_required",
-        "this route takes a WebSocket upgrade",
-    )
+    WS_REQUIRED.into_response()
 }
+
+const WS_REQUIRED: ApiError = ApiError::new(
+    StatusCode::UPGRADE_REQUIRED,
+    "websocket_required",
+    "this route takes a WebSocket upgrade",
+);
 
 /// Register an upgraded socket with the connection tracker, or the 503 reply.
 pub fn register(
@@ -56,6 +58,13 @@ pub fn register(
             "too many open WebSockets",
         )
     })
+}
+
+/// The upgrade and the `channel` of a request to a channel route: 426 for a
+/// plain request, 400 for a bad channel id.
+fn open_channel(ws: Option<Ws>, access: &Access) -> Result<(Ws, String), ApiError> {
+    let ws = ws.ok_or(WS_REQUIRED)?;
+    Ok((ws, channel_of(access)?))
 }
 
 /// The `channel` query parameter (default `server`), validated.
@@ -80,10 +89,9 @@ pub fn subscribe(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = 
         .and(with_state(state))
         .map(|ws: Option<Ws>, state: AppState| {
             Endpoint::sync(move |access| {
-                let Some(ws) = ws else { return ws_required() };
-                let channel = match channel_of(&access) {
-                    Ok(c) => c,
-                    Err(r) => return r.into_response(),
+                let (ws, channel) = match open_channel(ws, &access) {
+                    Ok(open) => open,
+                    Err(e) => return e.into_response(),
                 };
                 let Ok(sub) = state.hub.subscribe(&channel) else {
                     return error_reply(
@@ -168,10 +176,9 @@ pub fn publish(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Re
         .and(with_state(state))
         .map(|ws: Option<Ws>, state: AppState| {
             Endpoint::sync(move |access| {
-                let Some(ws) = ws else { return ws_required() };
-                let channel = match channel_of(&access) {
-                    Ok(c) => c,
-                    Err(r) => return r.into_response(),
+                let (ws, channel) = match open_channel(ws, &access) {
+                    Ok(open) => open,
+                    Err(e) => return e.into_response(),
                 };
                 if channel == SERVER_CHANNEL {
                     return error_reply(
