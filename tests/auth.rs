@@ -79,7 +79,7 @@ fn cookie_pair(set_cookie: &str) -> String {
 #[tokio::test]
 async fn each_credential_kind_on_rest_and_websocket() {
     let (_d, path) = policy_with_credentials(100);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let startup = format!("Bearer {}", s.token.clone().unwrap());
     assert_eq!(status_with(&s, "127.0.0.1", &[]).await, (401, 401));
     assert_eq!(
@@ -191,7 +191,7 @@ async fn cookie_attributes_and_logout() {
 #[tokio::test]
 async fn secure_flag_follows_trusted_proxy_proto() {
     let (_d, path) = policy_file("version: 1\nextends: secure\ntrusted_proxies: [127.0.0.5]\n");
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let token = s.token.clone().unwrap();
     let login = |local: &'static str| {
         let url = s.url("/api/login");
@@ -272,8 +272,7 @@ async fn login_next_never_leaves_the_site() {
 async fn failure_limit_is_per_address_and_recovers() {
     let (_d, path) = policy_with_credentials(3);
     let s = launch()
-        .arg("--policy")
-        .arg(path.to_str().unwrap())
+        .policy(&path)
         .env("DASHGATE_AUTH_WINDOW_SECS", "2")
         .start();
     // Three failures: two over REST, one at a WebSocket upgrade.
@@ -333,7 +332,7 @@ async fn failure_limit_is_per_address_and_recovers() {
 #[tokio::test]
 async fn expired_session_closes_its_websocket_with_4401() {
     let (_d, path) = policy_with_credentials(100);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
     assert_eq!(st, 200);
     let c = cookie_pair(&cookie.unwrap());
@@ -365,7 +364,7 @@ async fn expired_session_closes_its_websocket_with_4401() {
 #[tokio::test]
 async fn bad_tokens_on_public_pages_count_towards_the_limit() {
     let (_d, path) = policy_with_credentials(3);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let page = |token: &str| {
         http_from("127.0.0.2")
             .get(s.url(&format!("/login?token={token}")))
@@ -394,7 +393,7 @@ async fn bad_tokens_on_public_pages_count_towards_the_limit() {
 #[tokio::test]
 async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
     let (_d, path) = policy_with_credentials(3);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let c = http_from("127.0.0.2");
     let attempts = (0..12).map(|i| {
         c.post(s.url("/api/login"))
@@ -438,7 +437,7 @@ async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
 #[tokio::test]
 async fn failures_from_the_same_address_do_not_lock_out_a_session_cookie() {
     let (_d, path) = policy_with_credentials(3);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let (st, cookie) = login_cookie(&s, serde_json::json!({"token": "ci-token-123"})).await;
     assert_eq!(st, 200);
     let c = cookie_pair(&cookie.unwrap());

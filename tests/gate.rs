@@ -93,7 +93,7 @@ rules:
 #[tokio::test]
 async fn lan_by_source_address() {
     let (_d, path) = policy_file(LAN_POLICY);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let status = |local: &'static str, hdrs: Vec<(&'static str, &'static str)>| {
         let url = s.url("/api/whoami");
         async move {
@@ -166,9 +166,7 @@ async fn lan_by_source_address() {
 
 #[tokio::test]
 async fn foreign_origin_is_refused_in_every_preset() {
-    let lan = launch()
-        .arg("--policy")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/lan.yaml"));
+    let lan = launch().policy(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/lan.yaml"));
     for (name, s) in [
         (
             "insecure",
@@ -354,8 +352,7 @@ async fn sigterm_closes_websockets_with_1001_and_exits_fast() {
 fn insecure_and_policy_together_exit_2() {
     let out = launch()
         .arg("--insecure")
-        .arg("--policy")
-        .arg("x.yaml")
+        .policy("x.yaml")
         .command()
         .output()
         .unwrap();
@@ -366,12 +363,7 @@ fn insecure_and_policy_together_exit_2() {
 #[test]
 fn broken_policy_exits_2_with_location() {
     let (_d, path) = policy_file("version: 1\nrules:\n  - action: alow\n");
-    let out = launch()
-        .arg("--policy")
-        .arg(path.to_str().unwrap())
-        .command()
-        .output()
-        .unwrap();
+    let out = launch().policy(&path).command().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("policy.yaml:3:"), "{err}");
@@ -419,7 +411,7 @@ rules:
 #[tokio::test]
 async fn a_trailing_slash_is_decided_as_the_route_it_reaches() {
     let (_d, path) = policy_file(DENY_SOME_ROUTES);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     for p in ["/api/policy", "/api/policy/", "/metrics/"] {
         let (st, body) = raw_get(s.addr, p);
         assert_eq!(st, 403, "{p}: {body}");
@@ -568,7 +560,7 @@ async fn idle_connections_cannot_hold_every_connection_slot() {
 #[tokio::test]
 async fn repeated_forwarding_headers_from_a_trusted_proxy_are_400() {
     let (_d, path) = policy_file(LAN_POLICY);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     for (name, first, second) in [
         ("x-forwarded-proto", "https", "http"),
         ("x-forwarded-host", "evil.example", "localhost"),
@@ -603,7 +595,7 @@ async fn whoami_probe_tells_why_a_websocket_would_be_refused() {
     let (_d, file) = policy_file(
         "version: 1\nextends: insecure\nrules:\n  - name: no live feed over websockets\n    paths: [/api/events]\n    transport: ws\n    action: deny\n",
     );
-    let s = launch().arg("--policy").arg(file.to_str().unwrap()).start();
+    let s = launch().policy(&file).start();
     let get = |q: &'static str| {
         let url = s.url(&format!("/api/whoami{q}"));
         async move {

@@ -42,7 +42,7 @@ async fn server_feed(s: &Server) -> Ws {
 #[tokio::test]
 async fn broken_file_on_sighup_keeps_the_old_policy() {
     let (_d, path) = policy_file(OPEN);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let mut feed = server_feed(&s).await;
     std::fs::write(&path, BROKEN).unwrap();
     s.signal("HUP");
@@ -69,7 +69,7 @@ async fn broken_file_on_sighup_keeps_the_old_policy() {
 #[tokio::test]
 async fn editor_style_replace_is_picked_up_without_sighup() {
     let (_d, path) = policy_file(OPEN);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     assert_eq!(status(&s, "127.0.0.1").await, 200);
     let before: serde_json::Value = http()
         .get(s.url("/api/status"))
@@ -111,7 +111,7 @@ async fn reload_closes_refused_sockets_with_4403_and_keeps_the_rest() {
     let two = "version: 1\nrules:\n  - name: two boxes\n    from: [127.0.0.2, 127.0.0.3]\n    action: allow\n  - name: nobody else\n    action: deny\n";
     let one = "version: 1\nrules:\n  - name: one box\n    from: [127.0.0.2]\n    action: allow\n  - name: laptop left the office\n    action: deny\n";
     let (_d, path) = policy_file(two);
-    let s = launch().arg("--policy").arg(path.to_str().unwrap()).start();
+    let s = launch().policy(&path).start();
     let url = s.ws_url("/api/events");
     let (mut stays, _) = ws_connect_from("127.0.0.2", &url, &[]).await.unwrap();
     let (mut goes, _) = ws_connect_from("127.0.0.3", &url, &[]).await.unwrap();
@@ -190,7 +190,7 @@ async fn no_request_errs_during_fifty_reloads() {
     let a = "version: 1\nrules:\n  - name: open\n    from: [127.0.0.2]\n    action: allow\n  - name: rest\n    action: authenticate\n";
     let b = "version: 1\nrules:\n  - name: locked\n    action: authenticate\n";
     let (_d, path) = policy_file(a);
-    let s = Arc::new(launch().arg("--policy").arg(path.to_str().unwrap()).start());
+    let s = Arc::new(launch().policy(&path).start());
     let done = Arc::new(AtomicBool::new(false));
     let (ok, unauth, errors) = (
         Arc::new(AtomicUsize::new(0)),

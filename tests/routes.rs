@@ -85,8 +85,7 @@ async fn every_route_is_decided_by_the_gate_on_both_transports() {
             launch().arg("--insecure").start()
         } else {
             launch()
-                .arg("--policy")
-                .arg(format!(
+                .policy(format!(
                     "{}/policies/{preset}.yaml",
                     env!("CARGO_MANIFEST_DIR")
                 ))

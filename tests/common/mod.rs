@@ -60,6 +60,11 @@ impl Launch {
         self.args.extend(a.into_iter().map(Into::into));
         self
     }
+    /// `--policy FILE`.
+    pub fn policy(self, file: impl AsRef<std::path::Path>) -> Self {
+        self.arg("--policy")
+            .arg(file.as_ref().to_str().expect("UTF-8 path"))
+    }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.into(), v.into()));
         self
