@@ -80,7 +80,7 @@ fn client_event(id: u64, e: &Entry) -> serde_json::Value {
     serde_json::json!({
         "id": id,
         "route": e.route,
-        "client": e.access.facts.client.to_string(),
+        "client": e.access.facts().client.to_string(),
         "principal": e.access.principal,
     })
 }

@@ -8,14 +8,19 @@
 //! Label values are bounded: routes are mapped to their templates
 //! ([`route_label`]) and rules are the policy's own names.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+
 use prometheus_client::encoding::text::encode;
-use std::sync::{Arc, LazyLock};
+use prometheus_client::metrics::counter::Atomic;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::policy::{Action, CompiledPolicy, Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -53,11 +58,84 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// A counter bumped on every request, from every core.
+pub type Count = Counter<u64, Sharded>;
+
+/// The value of a [`Count`]: one slot per core (each on its own cache
+/// line), summed when scraped. A plain `AtomicU64` bumped by two cores at
+/// once moves its cache line between them on every request.
+#[derive(Debug, Default)]
+pub struct Sharded([Slot; SHARDS]);
+
+const SHARDS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+/// This thread's slot: threads take slots in turn as they first count.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    MINE.with(|i| *i)
+}
+
+impl Atomic<u64> for Sharded {
+    fn inc(&self) -> u64 {
+        self.inc_by(1)
+    }
+
+    fn inc_by(&self, v: u64) -> u64 {
+        self.0[shard()].0.fetch_add(v, Ordering::Relaxed)
+    }
+
+    fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The statuses whose request counters are looked up without hashing; any
+/// other status is found in the family by its labels.
+const STATUSES: [u16; 16] = [
+    200, 101, 204, 301, 303, 304, 400, 401, 403, 404, 405, 409, 413, 426, 429, 503,
+];
+
+/// Counters found once and kept where each request finds them again by
+/// index, with no lock and no hashing.
+struct Found<const N: usize>(Vec<[OnceLock<Count>; N]>);
+
+impl<const N: usize> Found<N> {
+    fn new(rows: usize) -> Self {
+        Self(
+            (0..rows)
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
+        )
+    }
+
+    fn inc(&self, row: usize, col: usize, find: impl FnOnce() -> Count) {
+        self.0[row][col].get_or_init(find).inc();
+    }
+}
+
+/// The decision counters of one policy, by rule (and one row for "no
+/// rule") and outcome: kept with the policy, so a reload starts afresh.
+pub struct DecisionCounters(Found<OUTCOMES>);
+
+/// `allowed`, and each denial reason.
+const OUTCOMES: usize = 1 + Reason::ALL.len();
+
+impl DecisionCounters {
+    pub fn new(policy: &CompiledPolicy) -> Self {
+        Self(Found::new(policy.rule_count() + 1))
+    }
+}
+
 /// All metrics of one server.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub decisions: Family<DecisionLabels, Counter>,
+    pub requests: Family<RequestLabels, Count>,
+    pub decisions: Family<DecisionLabels, Count>,
     pub websockets: Family<RouteLabels, Gauge>,
     pub chat_sessions: Gauge,
     pub reloads: Counter,
@@ -65,6 +143,7 @@ pub struct Metrics {
     pub event_deliveries: Counter,
     pub event_drops: Counter,
     pub event_publishes: Counter,
+    request_counters: Found<{ STATUSES.len() }>,
 }
 
 impl Default for Metrics {
@@ -80,6 +159,7 @@ impl Default for Metrics {
             event_deliveries: Counter::default(),
             event_drops: Counter::default(),
             event_publishes: Counter::default(),
+            request_counters: Found::new(ROUTES.len()),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,25 +212,52 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count one answered request.
-    pub fn request(&self, path: &str, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route_label(path),
-                status,
-            })
-            .inc();
+    /// Count one answered request to `route` (an index into [`ROUTES`],
+    /// from [`route_index`]).
+    pub fn request(&self, route: usize, status: u16) {
+        let labels = || RequestLabels {
+            route: ROUTES[route],
+            status,
+        };
+        match STATUSES.iter().position(|s| *s == status) {
+            Some(col) => self.request_counters.inc(route, col, || {
+                self.requests.get_or_create(&labels()).clone()
+            }),
+            None => {
+                self.requests.get_or_create(&labels()).inc();
+            }
+        }
     }
 
-    /// Count one gate decision.
-    pub fn decision(&self, rule: Option<&Arc<str>>, action: &'static str, outcome: &'static str) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                rule: RuleName(rule.cloned().unwrap_or_else(no_rule)),
-                action,
-                outcome,
-            })
-            .inc();
+    /// Count one gate decision of `policy` (whose `counters` these are):
+    /// the rule at `rule` decided, `verdict` is what it said.
+    pub fn decision(
+        &self,
+        counters: &DecisionCounters,
+        policy: &CompiledPolicy,
+        rule: Option<usize>,
+        verdict: Result<(), Reason>,
+    ) {
+        let (row, name, action) = match rule {
+            Some(i) => {
+                let (name, action) = policy.rule_name(i);
+                (i + 1, Some(name), action_name(action))
+            }
+            None => (0, None, "none"),
+        };
+        let (col, outcome) = match verdict {
+            Ok(()) => (0, "allowed"),
+            Err(r) => (1 + r as usize, r.as_str()),
+        };
+        counters.0.inc(row, col, || {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    rule: RuleName(name.cloned().unwrap_or_else(no_rule)),
+                    action,
+                    outcome,
+                })
+                .clone()
+        });
     }
 
     /// The text exposition.
@@ -161,40 +268,61 @@ impl Metrics {
     }
 }
 
-/// The route template a path belongs to (bounded label values).
-pub fn route_label(path: &str) -> &'static str {
-    const EXACT: &[&str] = &[
-        "/",
-        "/healthz",
-        "/metrics",
-        "/login",
-        "/chat",
-        "/sessions",
-        "/events",
-        "/access",
-        "/api/status",
-        "/api/whoami",
-        "/api/policy",
-        "/api/login",
-        "/api/logout",
-        "/api/events",
-        "/api/pub",
-        "/api/ws",
-        "/api/sessions",
-    ];
-    if let Some(e) = EXACT.iter().find(|e| **e == path) {
-        return e;
+/// The route templates requests are counted by (bounded label values).
+pub const ROUTES: [&str; 22] = [
+    "/",
+    "/healthz",
+    "/metrics",
+    "/login",
+    "/chat",
+    "/sessions",
+    "/events",
+    "/access",
+    "/api/status",
+    "/api/whoami",
+    "/api/policy",
+    "/api/login",
+    "/api/logout",
+    "/api/events",
+    "/api/pub",
+    "/api/ws",
+    "/api/sessions",
+    "/api/sessions/{id}",
+    "/assets/**",
+    "/vendor/**",
+    "/api/other",
+    "other",
+];
+
+/// The index in [`ROUTES`] of the template `path` belongs to.
+pub fn route_index(path: &str) -> usize {
+    const EXACT: usize = 17;
+    if let Some(i) = ROUTES[..EXACT].iter().position(|e| *e == path) {
+        return i;
     }
-    if path.starts_with("/api/sessions/") {
-        "/api/sessions/{id}"
-    } else if path.starts_with("/assets/") {
-        "/assets/**"
-    } else if path.starts_with("/vendor/") {
-        "/vendor/**"
-    } else if path.starts_with("/api/") {
-        "/api/other"
-    } else {
-        "other"
+    let prefixed = [
+        ("/api/sessions/", 17),
+        ("/assets/", 18),
+        ("/vendor/", 19),
+        ("/api/", 20),
+    ];
+    prefixed
+        .iter()
+        .find(|(p, _)| path.starts_with(p))
+        .map_or(21, |(_, i)| *i)
+}
+
+/// The route template a path belongs to.
+pub fn route_label(path: &str) -> &'static str {
+    ROUTES[route_index(path)]
+}
+
+/// A rule's action as a label value.
+pub fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Authenticate => "authenticate",
+        Action::Deny => "deny",
     }
 }
 
@@ -213,14 +341,43 @@ mod tests {
     #[test]
     fn encodes_counters() {
         let m = Metrics::default();
-        m.request("/api/status", 200);
-        m.decision(Some(&Arc::from("r")), "allow", "allowed");
+        let status = route_index("/api/status");
+        // Counted from several threads (several slots), summed when scraped.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        m.request(status, 200);
+                    }
+                });
+            }
+        });
+        m.request(status, 418);
+        let ctx = crate::policy::LoadContext {
+            bind: "127.0.0.1".parse().unwrap(),
+        };
+        let policy = CompiledPolicy::preset("secure", &ctx).unwrap();
+        let counters = DecisionCounters::new(&policy);
+        m.decision(&counters, &policy, Some(0), Ok(()));
+        m.decision(&counters, &policy, Some(0), Ok(()));
+        m.decision(&counters, &policy, None, Err(Reason::HostNotAllowed));
         m.reloads.inc();
         let text = m.encode();
-        assert!(
-            text.contains("dashgate_http_requests_total{route=\"/api/status\",status=\"200\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("dashgate_policy_reloads_total 1"), "{text}");
+        for line in [
+            "dashgate_http_requests_total{route=\"/api/status\",status=\"200\"} 100",
+            "dashgate_http_requests_total{route=\"/api/status\",status=\"418\"} 1",
+            "dashgate_decisions_total{rule=\"health check is public\",action=\"allow\",outcome=\"allowed\"} 2",
+            "dashgate_decisions_total{rule=\"-\",action=\"none\",outcome=\"host_not_allowed\"} 1",
+            "dashgate_policy_reloads_total 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_listed_in_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
     }
 }

@@ -203,7 +203,7 @@ fn explain(args: &ExplainArgs) -> i32 {
     let facts = Facts {
         peer: peer.to_canonical(),
         client: view.as_ref().map_or(peer.to_canonical(), |v| v.client),
-        method,
+        method: method.into(),
         path: args.path.clone(),
         host: view
             .as_ref()
@@ -211,9 +211,7 @@ fn explain(args: &ExplainArgs) -> i32 {
             .or(headers.host)
             .or_else(|| Some(args.host.clone())),
         origin: headers.origin.or_else(|| args.origin.clone()),
-        scheme: view
-            .and_then(|v| v.proto)
-            .unwrap_or_else(|| "http".to_owned()),
+        scheme: view.and_then(|v| v.proto).map_or("http".into(), Into::into),
         transport: if args.ws {
             Transport::Ws
         } else {

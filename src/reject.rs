@@ -24,8 +24,9 @@ pub struct Denied {
     pub login_redirect: Option<String>,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
-    /// A request without a peer address (never happens on a socket).
-    no_peer: bool,
+    /// A request the gate did not read (a filter tree served other than by
+    /// `server::run`): refused, never let through.
+    unread: bool,
 }
 
 impl warp::reject::Reject for Denied {}
@@ -37,20 +38,20 @@ impl Denied {
             rule,
             login_redirect: None,
             retry_after: None,
-            no_peer: false,
+            unread: false,
         }
     }
 
-    pub(crate) fn no_peer() -> Self {
+    pub(crate) fn unread() -> Self {
         Self {
-            no_peer: true,
+            unread: true,
             ..Self::new(Reason::BadForwardingHeader, None)
         }
     }
 
     fn message(&self) -> &'static str {
-        if self.no_peer {
-            return "the request has no peer address";
+        if self.unread {
+            return "the gate did not decide this request (it was served without server::run)";
         }
         match self.reason {
             Reason::HostNotAllowed => "the Host header is not an allowed host",
@@ -117,12 +118,19 @@ pub fn denied_reply(d: &Denied) -> Response {
             .insert(header::LOCATION, to.parse().expect("encoded location"));
         return r;
     }
+    // A request the gate never decided is the server's fault, not the
+    // client's: 500, and never let through.
+    let (status, reason) = if d.unread {
+        (StatusCode::INTERNAL_SERVER_ERROR, "not_decided")
+    } else {
+        let status = StatusCode::from_u16(d.reason.status()).expect("valid status");
+        (status, d.reason.as_str())
+    };
     let body = ErrorBody {
         error: d.message(),
-        reason: d.reason.as_str(),
+        reason,
         rule: d.rule.as_deref(),
     };
-    let status = StatusCode::from_u16(d.reason.status()).expect("valid status");
     let mut r = warp::reply::with_status(warp::reply::json(&body), status).into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(

@@ -2,15 +2,19 @@
 //!
 //! We run our own loop instead of `warp::serve` for three reasons: the number
 //! of open connections is bounded by a semaphore (SPEC "bounded everything"),
-//! each request carries its TCP peer as a [`Peer`] extension for the gate, and
-//! shutdown can close WebSockets with 1001 before the HTTP side drains.
+//! the gate reads each request's facts here, where the request is at hand
+//! by reference with its TCP peer, and shutdown can close WebSockets with
+//! 1001 before the HTTP side drains.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -18,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::conns::Close;
-use crate::gate::Peer;
+use crate::gate::{Head, Intake};
+use crate::metrics::route_index;
 use crate::routes::routes;
 use crate::state::AppState;
 
@@ -42,29 +47,108 @@ pub async fn run(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let svc = warp::service(routes(state.clone()));
-    serve(listener, state, svc, max_connections, shutdown).await;
+    let gated = Gated::new(state.clone(), warp::service(routes(state.clone())));
+    let handler = move |peer, req| gated.call(peer, req);
+    serve(listener, state, handler, max_connections, shutdown).await;
 }
 
-/// The accept loop of [`run`] over any service. Public so the gate-overhead
-/// benchmark (`benches/load.rs`) can mount a handler *without* the gate on
-/// exactly this loop and compare like with like; the server itself only
-/// ever serves [`routes`] through [`run`].
-pub async fn serve<S, B>(
+/// One connection's handler for [`run`]: reads each request's facts for the
+/// gate (by reference, where the request is at hand), hands the request to
+/// the route tree, whose `authorize()` decides them, and counts the answer.
+struct Gated<S> {
+    state: AppState,
+    svc: PerConnection<S>,
+    /// This connection's own handle on the state: each request keeps one
+    /// until it is answered, so every core bumps a count of its own.
+    local: Arc<AppState>,
+}
+
+impl<S: Clone> Clone for Gated<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            svc: self.svc.clone(),
+            local: Arc::new(self.state.clone()),
+        }
+    }
+}
+
+impl<S, B> Gated<S>
+where
+    S: tower_service::Service<Request, Response = http::Response<B>, Error = Infallible>,
+{
+    fn new(state: AppState, svc: S) -> Self {
+        Self {
+            local: Arc::new(state.clone()),
+            state,
+            svc: PerConnection::new(svc),
+        }
+    }
+
+    fn call(
+        &self,
+        peer: SocketAddr,
+        mut req: Request,
+    ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
+        let intake = Intake::check(&self.state, Head::of(peer, &req));
+        let route = route_index(req.uri().path());
+        req.extensions_mut().insert(intake);
+        let local = self.local.clone();
+        self.svc.call(req).map(move |answer| {
+            if let Ok(res) = &answer {
+                local.metrics.request(route, res.status().as_u16());
+            }
+            answer
+        })
+    }
+}
+
+/// A service called by reference, once per request, without cloning it.
+///
+/// Calling a tower service takes `&mut self`, and cloning a warp service
+/// clones every `AppState` its routes hold: an atomic increment (and a
+/// decrement after) on a count that every core shares, dozens per request.
+/// [`serve`] clones its handler once per connection; this lets that copy be
+/// called for each request of the connection as it is.
+pub struct PerConnection<S>(RefCell<S>);
+
+impl<S: Clone> Clone for PerConnection<S> {
+    fn clone(&self) -> Self {
+        Self(RefCell::new(self.0.borrow().clone()))
+    }
+}
+
+impl<S> PerConnection<S> {
+    pub fn new(svc: S) -> Self {
+        Self(RefCell::new(svc))
+    }
+
+    /// Call the service (tower's `poll_ready` is not needed: warp's and
+    /// hyper's services are always ready).
+    pub fn call<R>(&self, req: R) -> S::Future
+    where
+        S: tower_service::Service<R>,
+    {
+        self.0.borrow_mut().call(req)
+    }
+}
+
+/// A request as hyper hands it over.
+pub type Request = http::Request<hyper::body::Incoming>;
+
+/// The accept loop of [`run`] over any handler of (TCP peer, request).
+/// Public so the gate-overhead benchmark (`benches/load`) can mount a
+/// handler *without* the gate on exactly this loop and compare like with
+/// like; the server itself only ever serves [`routes`] through [`run`].
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     state: AppState,
-    svc: S,
+    handler: H,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) where
-    S: tower_service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    H: Fn(SocketAddr, Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -95,14 +179,12 @@ pub async fn serve<S, B>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = svc.clone();
+        let handler = handler.clone();
         let spoke = Arc::new(AtomicBool::new(false));
         let spoke_here = spoke.clone();
-        let service = hyper::service::service_fn(move |mut req| {
+        let service = hyper::service::service_fn(move |req| {
             spoke_here.store(true, Ordering::Relaxed);
-            req.extensions_mut().insert(Peer(peer));
-            let mut svc = svc.clone();
-            tower_service::Service::call(&mut svc, req)
+            handler(peer, req)
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

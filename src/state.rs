@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
+
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::chat::{ChatConfig, EventSink, Registry};
 use crate::conns::Conns;
 use crate::events::Hub;
 use crate::events::HubStats;
 use crate::limiter::FailureLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::{DecisionCounters, Metrics};
 use crate::policy::CompiledPolicy;
+use crate::policy::TokenDigest;
 use crate::sessions::Sessions;
 
 /// Where the policy in force came from, so a reload knows what to read again.
@@ -46,9 +47,8 @@ impl StartupToken {
     }
 
     /// Constant-time comparison of `candidate` with the token.
-    pub fn matches(&self, candidate: &str) -> bool {
-        let h: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        h.ct_eq(&self.sha256).into()
+    pub fn matches(&self, candidate: &TokenDigest) -> bool {
+        candidate.matches(&self.sha256)
     }
 }
 
@@ -73,12 +73,27 @@ pub struct Config {
 pub struct LivePolicy {
     pub compiled: CompiledPolicy,
     pub loaded_at: SystemTime,
+    /// Its decisions counted (see [`crate::metrics::Metrics::decision`]).
+    pub counters: DecisionCounters,
+}
+
+impl LivePolicy {
+    pub fn new(compiled: CompiledPolicy) -> Self {
+        Self {
+            counters: DecisionCounters::new(&compiled),
+            compiled,
+            loaded_at: SystemTime::now(),
+        }
+    }
 }
 
 /// Everything the routes share; cheap to clone as [`AppState`].
 pub struct State {
     pub config: Config,
-    live: RwLock<Arc<LivePolicy>>,
+    /// Read on every request: `ArcSwap` reads touch no memory another
+    /// core writes (an `RwLock` read takes a shared lock word every core
+    /// bounces), and a reload still swaps the whole policy at once.
+    live: ArcSwap<LivePolicy>,
     pub hub: Arc<Hub>,
     pub conns: Arc<Conns>,
     pub limiter: FailureLimiter,
@@ -115,26 +130,26 @@ impl State {
             conns: Conns::new(config.max_sockets, hub.clone()),
             hub,
             config,
-            live: RwLock::new(Arc::new(LivePolicy {
-                compiled: policy,
-                loaded_at: SystemTime::now(),
-            })),
+            live: ArcSwap::from_pointee(LivePolicy::new(policy)),
             started: Instant::now(),
         })
     }
 
-    /// The policy in force. Callers keep the `Arc` for the whole request, so
-    /// a reload in the middle never changes a decision half-way.
-    pub fn policy(&self) -> Arc<LivePolicy> {
-        self.live.read().clone()
+    /// The policy in force. Callers hold it for the whole decision, so a
+    /// reload in the middle never changes a decision half-way (the guard is
+    /// for short use; keep an `Arc` by cloning it).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<LivePolicy>> {
+        self.live.load()
+    }
+
+    /// [`Self::policy`] to keep across an `.await`.
+    pub fn policy_arc(&self) -> Arc<LivePolicy> {
+        self.live.load_full()
     }
 
     /// Put `policy` in force atomically.
     pub fn swap_policy(&self, policy: CompiledPolicy) {
-        *self.live.write() = Arc::new(LivePolicy {
-            compiled: policy,
-            loaded_at: SystemTime::now(),
-        });
+        self.live.store(Arc::new(LivePolicy::new(policy)));
     }
 }
 

@@ -212,3 +212,43 @@ async fn every_path_in_the_source_is_gated() {
         }
     }
 }
+
+/// The tree served any other way than by `server::run` (which decides each
+/// request before the tree sees it) lets nothing through: every route, with
+/// the credential the insecure preset would not even ask for, is refused.
+#[tokio::test]
+async fn the_tree_without_the_gates_decision_fails_closed() {
+    use dashgate::chat::ChatConfig;
+    use dashgate::state::{Config, PolicySource, StartupToken, State};
+    let ctx = LoadContext {
+        bind: IpAddr::from([127, 0, 0, 1]),
+    };
+    let state = State::new(
+        Config {
+            bind: "127.0.0.1:9".parse().unwrap(),
+            static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
+            policy_source: PolicySource::Preset("insecure".into()),
+            startup_token: Some(StartupToken::new("t")),
+            auth_window: std::time::Duration::from_secs(60),
+            max_sockets: 16,
+            chat: ChatConfig::new(vec!["/bin/sh".into()]),
+        },
+        CompiledPolicy::preset("insecure", &ctx).unwrap(),
+    );
+    let app = dashgate::routes::routes(state);
+    for (method, path, _) in ROUTES {
+        let res = warp::test::request()
+            .method(method)
+            .path(path)
+            .header("host", "127.0.0.1:9")
+            .header("authorization", "Bearer t")
+            .reply(&app)
+            .await;
+        assert_eq!(res.status(), 500, "{method} {path}");
+        let body = String::from_utf8_lossy(res.body());
+        assert!(
+            body.contains("\"reason\":\"not_decided\""),
+            "{method} {path}: {body}"
+        );
+    }
+}

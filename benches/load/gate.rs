@@ -23,6 +23,7 @@ use std::time::Duration;
 use dashgate::chat::ChatConfig;
 use dashgate::policy::{CompiledPolicy, LoadContext};
 use dashgate::routes::api::status_body;
+use dashgate::server::PerConnection;
 use dashgate::state::{AppState, Config, PolicySource, StartupToken, State};
 use tokio::net::TcpListener;
 use warp::Filter;
@@ -113,8 +114,11 @@ pub fn ab_server() {
                 let bare = warp::path!("api" / "status")
                     .and(warp::get())
                     .map(move || warp::reply::json(&status_body(&s)));
-                let svc = warp::service(bare);
-                tokio::spawn(dashgate::server::serve(listener, st, svc, 20_000, shutdown))
+                let svc = PerConnection::new(warp::service(bare));
+                let handler = move |_, req| svc.call(req);
+                tokio::spawn(dashgate::server::serve(
+                    listener, st, handler, 20_000, shutdown,
+                ))
             } else {
                 tokio::spawn(dashgate::server::run(listener, st, 20_000, shutdown))
             });

@@ -57,8 +57,8 @@ pub struct Plan {
 
 const FULL: Plan = Plan {
     full: true,
-    rounds: 20,
-    requests: 10_000,
+    rounds: 40,
+    requests: 20_000,
     idle: 10_000,
     cycles: 1_000,
 };
@@ -152,3 +152,8 @@ fn main() {
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
 }
+
+/// The allocator of the `dashgate` binary (src/main.rs), so the gate
+/// bench's in-process servers allocate as the real one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -34,9 +34,9 @@ drive() {
     done
     curl -s -H "Authorization: Bearer $TOKEN" -K "$cfg"
 }
-for v in bare secure blocklist; do drive "$(port $v)" 200; done
+for v in ${VARIANTS:-bare secure blocklist}; do drive "$(port $v)" 200; done
 callgrind_control -z $VG > /dev/null 2>&1
-for v in bare secure blocklist; do
+for v in ${VARIANTS:-bare secure blocklist}; do
     drive "$(port $v)" "$N"
     callgrind_control -d "$v" $VG > /dev/null 2>&1
 done

@@ -23,11 +23,11 @@ use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::info::SessionInfo;
 use super::session::{Session, SpawnSpec};
 use super::{check_size, ChatConfig, ChatError, EXITED_RETENTION, KILL_GRACE, SHUTDOWN_GRACE};
+use crate::policy::TokenDigest;
 
 /// Publishes a server event: `(type, data)`, e.g.
 /// `("session.exited", {"id":…,"code":…,"signal":…})`.
@@ -179,11 +179,15 @@ impl Registry {
     /// The session whose internal credential this is, if it still runs.
     /// Constant-time in the token.
     pub fn verify_internal(&self, token: &str) -> Option<String> {
-        let digest = sha256(token);
+        self.verify_internal_digest(&TokenDigest::of(token))
+    }
+
+    /// [`Self::verify_internal`] for a token already hashed.
+    pub fn verify_internal_digest(&self, token: &TokenDigest) -> Option<String> {
         let mut found = None;
         for s in self.sessions.read().values() {
             if let Some(h) = &s.token_sha256 {
-                if bool::from(h.ct_eq(&digest)) && s.is_running() {
+                if token.matches(h) && s.is_running() {
                     found = Some(s.id().to_string());
                 }
             }

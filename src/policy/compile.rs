@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::credentials::TokenDigest;
 use super::credentials::{self, Credentials};
 use super::file::{Origins, PolicyFile};
 use super::host::{HostSet, OriginSet};
@@ -302,6 +303,10 @@ impl CompiledPolicy {
     }
     /// The principal of a token listed under `credentials.tokens`.
     pub fn verify_token(&self, token: &str) -> Option<Principal> {
+        self.creds.verify_token(&TokenDigest::of(token))
+    }
+    /// [`Self::verify_token`] for a token already hashed.
+    pub fn verify_token_digest(&self, token: &TokenDigest) -> Option<Principal> {
         self.creds.verify_token(token)
     }
     /// The principal of a user whose password checks out (slow: argon2).

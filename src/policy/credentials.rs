@@ -19,6 +19,49 @@ use super::file::{CredentialsFile, TokenFile, UserFile};
 use super::locate::KeyPath;
 use super::Principal;
 
+/// A presented bearer token as it is checked and kept: its SHA-256.
+///
+/// Hashed once per request, then compared (in constant time) with every
+/// stored hash it may match: the startup token, `credentials.tokens`, a chat
+/// child's internal token. An open WebSocket keeps this to be decided again
+/// after a reload, never the token itself.
+#[derive(Clone, Copy)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Constant-time comparison with a stored SHA-256 (as four words:
+    /// `subtle` fences each element, and this runs on every request).
+    pub fn matches(&self, sha256: &[u8; 32]) -> bool {
+        words(&self.0).ct_eq(&words(sha256)).into()
+    }
+}
+
+fn words(b: &[u8; 32]) -> [u64; 4] {
+    std::array::from_fn(|i| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    })
+}
+
+impl PartialEq for TokenDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(&other.0)
+    }
+}
+
+impl Eq for TokenDigest {}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(<redacted>)")
+    }
+}
+
 /// The default `session_ttl`.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
@@ -49,11 +92,10 @@ impl Credentials {
     /// The principal of a bearer token listed under `tokens`. Every stored
     /// hash is compared, in constant time, so timing tells nothing about
     /// which one (or whether one) matched.
-    pub fn verify_token(&self, token: &str) -> Option<Principal> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    pub fn verify_token(&self, token: &TokenDigest) -> Option<Principal> {
         let mut found = None;
         for (name, hash) in &self.tokens {
-            if bool::from(hash.ct_eq(&digest)) && found.is_none() {
+            if token.matches(hash) && found.is_none() {
                 found = Some(name);
             }
         }
@@ -276,10 +318,10 @@ mod tests {
             ..Credentials::default()
         };
         assert_eq!(
-            creds.verify_token("test"),
+            creds.verify_token(&TokenDigest::of("test")),
             Some(Principal::Token { name: "ci".into() })
         );
-        assert_eq!(creds.verify_token("tesT"), None);
+        assert_eq!(creds.verify_token(&TokenDigest::of("tesT")), None);
         assert!(parse_sha256(&hex.to_uppercase()).is_ok());
         assert!(parse_sha256(&hex[1..]).is_err());
         let phc = &creds.users[0].1;

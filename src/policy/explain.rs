@@ -147,14 +147,14 @@ impl CompiledPolicy {
             policy: self.summary.source.clone(),
             preset: self.summary.preset.clone(),
             request: RequestView {
-                method: facts.method.clone(),
+                method: facts.method.to_string(),
                 path: facts.path.clone(),
                 transport: facts.transport,
                 client: facts.client,
                 peer: facts.peer,
                 host: facts.host.clone(),
                 origin: facts.origin.clone(),
-                scheme: facts.scheme.clone(),
+                scheme: facts.scheme.to_string(),
                 credential: match &facts.credential {
                     Credential::None => "none".to_owned(),
                     Credential::Invalid => "invalid".to_owned(),

@@ -13,20 +13,28 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("does not start with '/'");
     }
+    // One pass over the bytes (this runs on every request). A malformed
+    // byte is reported at once; a malformed segment only if no byte is.
     let bytes = path.as_bytes();
-    let mut i = 0;
+    let mut bad_segment = None;
+    let mut start = 1;
+    let mut i = 1;
     while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => return Some("contains a raw '\\'"),
-            0 => return Some("contains a NUL byte"),
-            c if c < 0x20 || c == 0x7f => return Some("contains a control character"),
-            b'%' => {
+        let c = bytes[i];
+        match BYTE_CLASS[usize::from(c)] {
+            PLAIN => i += 1,
+            SLASH => {
+                bad_segment = bad_segment.or_else(|| segment_error(&bytes[start..i], false));
+                start = i + 1;
+                i += 1;
+            }
+            PERCENT => {
                 // Two hex digits exactly: `from_str_radix` alone would also
                 // take a sign (`%+5`).
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+                let hex = match bytes.get(i + 1..i + 3) {
+                    Some(&[h, l]) => hex_value(h).zip(hex_value(l)).map(|(h, l)| h << 4 | l),
+                    _ => None,
+                };
                 match hex {
                     None => return Some("contains a malformed %-escape"),
                     Some(b'/') => return Some("contains an encoded '/' (%2F)"),
@@ -38,18 +46,52 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
                     Some(_) => i += 3,
                 }
             }
-            _ => i += 1,
+            _ if c == b'\\' => return Some("contains a raw '\\'"),
+            _ if c == 0 => return Some("contains a NUL byte"),
+            _ => return Some("contains a control character"),
         }
     }
-    let mut segs = path[1..].split('/').peekable();
-    while let Some(seg) = segs.next() {
-        match seg {
-            "" if segs.peek().is_some() => return Some("has an empty segment ('//')"),
-            "." | ".." => return Some("has a '.' or '..' segment"),
-            _ => {}
-        }
+    bad_segment.or_else(|| segment_error(&bytes[start..], true))
+}
+
+const PLAIN: u8 = 0;
+const SLASH: u8 = 1;
+const PERCENT: u8 = 2;
+const BAD: u8 = 3;
+
+/// What [`non_canonical`] makes of each byte: a table, so the common byte
+/// costs one load and one compare.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = BAD;
+        c += 1;
     }
-    None
+    t[0x7f] = BAD;
+    t[b'\\' as usize] = BAD;
+    t[b'/' as usize] = SLASH;
+    t[b'%' as usize] = PERCENT;
+    t
+};
+
+/// What is wrong with one segment of a path (`last`: the one after the
+/// final `/`, which may be empty: `/a/`).
+fn segment_error(seg: &[u8], last: bool) -> Option<&'static str> {
+    match seg {
+        b"" if !last => Some("has an empty segment ('//')"),
+        b"." | b".." => Some("has a '.' or '..' segment"),
+        _ => None,
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// The path without anything from the first `?` or `#` on: the query and the
@@ -168,20 +210,28 @@ impl PathGlob {
 }
 
 /// Most paths have fewer segments than this; longer ones spill to the heap.
-const INLINE_SEGMENTS: usize = 24;
+const INLINE_SEGMENTS: usize = 16;
 
 /// Run `f` on the segments of a canonical path, split once per request and
 /// kept on the stack when short, so no rule splits the path again.
 pub fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+    let rest = path.get(1..).unwrap_or("");
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     let mut inline = [""; INLINE_SEGMENTS];
     let mut n = 0;
-    for seg in segments(path) {
+    let mut start = 0;
+    // A byte loop rather than `split('/')`: this runs on every request.
+    for (i, b) in rest.bytes().enumerate().chain([(rest.len(), b'/')]) {
+        if b != b'/' {
+            continue;
+        }
         if n == INLINE_SEGMENTS {
             let all: Vec<&str> = segments(path).collect();
             return f(&all);
         }
-        inline[n] = seg;
+        inline[n] = &rest[start..i];
         n += 1;
+        start = i + 1;
     }
     f(&inline[..n])
 }
@@ -233,6 +283,26 @@ mod tests {
     fn m(glob: &str, path: &str) -> bool {
         let g = PathGlob::parse(glob).unwrap();
         with_segments(path, |segs| g.matches(segs))
+    }
+
+    /// The per-request splitter agrees with [`segments`], also past the
+    /// inline capacity.
+    #[test]
+    fn with_segments_splits_like_segments() {
+        let long = format!("/{}", vec!["s"; INLINE_SEGMENTS + 3].join("/"));
+        for path in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/api/status",
+            "/a/b/",
+            "/é/ü/",
+            &long,
+        ] {
+            let want: Vec<&str> = segments(path).collect();
+            with_segments(path, |got| assert_eq!(got, &want[..], "{path}"));
+        }
     }
 
     #[test]

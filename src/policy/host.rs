@@ -69,7 +69,7 @@ fn parse_host(h: &str) -> Option<(HostRef<'_>, Option<u16>)> {
         let ip: Ipv6Addr = inner.parse().ok()?;
         (HostRef::Ip(IpAddr::V6(ip).to_canonical()), after)
     } else {
-        let (name, after) = match h.find(':') {
+        let (name, after) = match h.bytes().position(|b| b == b':') {
             Some(i) => (&h[..i], &h[i..]),
             None => (h, ""),
         };
@@ -113,7 +113,32 @@ pub(crate) enum HostSet {
     /// Any Host, and a missing one (bound to 0.0.0.0 / ::, or `"*"` listed).
     Any,
     /// Only these: exact hosts, and `*.suffix` kept as `.suffix`.
-    List(Vec<Host>, Vec<String>),
+    List(Vec<Host>, Vec<String>, Spelled),
+}
+
+/// The exact hosts as a Host header spells them (lower case, IPv6 in
+/// brackets): what nearly every request sends, recognised without parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spelled(Vec<String>);
+
+impl Spelled {
+    fn of(exact: &[Host]) -> Self {
+        Self(exact.iter().map(Host::to_string).collect())
+    }
+
+    /// Whether `host[:port]` names an entry as spelled, with a valid port.
+    /// `false` says nothing: the caller parses.
+    fn has(&self, h: &str) -> bool {
+        let (name, port) = match h.strip_suffix(']') {
+            Some(_) => (h, None),
+            None => match h.rsplit_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (h, None),
+            },
+        };
+        port.is_none_or(|p| parse_port(p).is_some())
+            && self.0.iter().any(|s| s.eq_ignore_ascii_case(name))
+    }
 }
 
 impl HostSet {
@@ -130,7 +155,8 @@ impl HostSet {
         if !exact.contains(&Host::Ip(bind)) {
             exact.push(Host::Ip(bind));
         }
-        HostSet::List(exact, Vec::new())
+        let spelled = Spelled::of(&exact);
+        HostSet::List(exact, Vec::new(), spelled)
     }
 
     /// Compile a listed set; it replaces the default entirely (fail closed:
@@ -165,28 +191,38 @@ impl HostSet {
             let msg = format!("{e:?} is not a host name (expected a name like dash.lan, an address, \"*.suffix\" or \"*\"){hint}");
             return Err((i, msg));
         }
-        Ok(HostSet::List(exact, suffix))
+        let spelled = Spelled::of(&exact);
+        Ok(HostSet::List(exact, suffix, spelled))
     }
 
     /// Whether a request with this Host header (port ignored) is served.
     pub fn allows(&self, host: Option<&str>) -> bool {
         match self {
             HostSet::Any => true,
-            HostSet::List(exact, suffix) => {
-                let Some((h, _)) = host.and_then(|h| parse_host(h.trim())) else {
-                    return false;
-                };
-                exact.iter().any(|e| e.is(h))
-                    || matches!(h, HostRef::Name(n) if suffix.iter().any(|s| ends_with_ci(n, s)))
+            HostSet::List(_, _, spelled) => {
+                let host = host.map(str::trim_ascii);
+                host.is_some_and(|h| spelled.has(h)) || self.allows_parsed(host)
             }
         }
+    }
+
+    /// [`Self::allows`] without the spelled-out shortcut.
+    fn allows_parsed(&self, host: Option<&str>) -> bool {
+        let HostSet::List(exact, suffix, _) = self else {
+            return true;
+        };
+        let Some((h, _)) = host.and_then(parse_host) else {
+            return false;
+        };
+        exact.iter().any(|e| e.is(h))
+            || matches!(h, HostRef::Name(n) if suffix.iter().any(|s| ends_with_ci(n, s)))
     }
 
     /// The entries, for `policy explain`.
     pub fn describe(&self) -> String {
         match self {
             HostSet::Any => "any host".to_owned(),
-            HostSet::List(exact, suffix) => {
+            HostSet::List(exact, suffix, _) => {
                 let all: Vec<String> = exact
                     .iter()
                     .map(Host::to_string)
@@ -278,7 +314,7 @@ impl OriginSet {
             return false;
         }
         let own_https = scheme.eq_ignore_ascii_case("https");
-        let Some((rh, rport)) = host.and_then(|h| parse_host(h.trim())) else {
+        let Some((rh, rport)) = host.and_then(|h| parse_host(h.trim_ascii())) else {
             return false;
         };
         let rport = rport.unwrap_or(if own_https { 443 } else { 80 });
@@ -308,6 +344,49 @@ pub fn origin_checked(ws: bool, method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut for hosts spelled as listed never admits a Host the
+    /// parser would refuse, and misses none it would admit.
+    #[test]
+    fn spelled_shortcut_agrees_with_parsing() {
+        let lists = [
+            HostSet::default_for("127.0.0.1".parse().unwrap()),
+            HostSet::default_for("::1".parse().unwrap()),
+            HostSet::from_list(&["dash.lan".into(), "10.0.0.7".into(), "[fd00::7]".into()])
+                .unwrap(),
+        ];
+        for set in &lists {
+            for host in [
+                "localhost",
+                "LocalHost:1",
+                "localhost:",
+                "localhost:99999",
+                "localhost:+1",
+                "localhost:1:2",
+                "127.0.0.1",
+                "127.0.0.1:9119",
+                "127.0.0.01",
+                "[::1]",
+                "[::1]:80",
+                "[::1]:",
+                "::1",
+                "[0::1]",
+                "dash.lan",
+                "DASH.LAN:443",
+                "x.dash.lan",
+                "10.0.0.7",
+                "10.0.0.7:",
+                "[fd00::7]:8",
+                "[FD00::7]",
+                "fd00::7",
+                "",
+                " localhost ",
+            ] {
+                let h = Some(host.trim_ascii());
+                assert_eq!(set.allows(h), set.allows_parsed(h), "{host} in {set:?}");
+            }
+        }
+    }
 
     #[test]
     fn hosts() {

@@ -19,6 +19,7 @@
 //! * `presets`     – the embedded `secure`, `insecure`, `lan` files.
 //! * `explain`     – why each rule matched or missed.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -73,8 +74,9 @@ pub struct Facts {
     pub peer: IpAddr,
     /// The client after the trusted-proxy walk of SPEC §2.2.
     pub client: IpAddr,
-    /// HTTP method, upper case (`GET` for a WebSocket upgrade).
-    pub method: String,
+    /// HTTP method, upper case (`GET` for a WebSocket upgrade). Borrowed
+    /// for the standard methods: the gate reads every request.
+    pub method: Cow<'static, str>,
     /// The raw request path as received (percent-encoding intact), no query.
     pub path: String,
     /// The Host header (or a trusted proxy's `X-Forwarded-Host`).
@@ -82,7 +84,7 @@ pub struct Facts {
     /// The Origin header, if any.
     pub origin: Option<String>,
     /// `http` or `https` (directly or per a trusted proxy).
-    pub scheme: String,
+    pub scheme: Cow<'static, str>,
     pub transport: Transport,
     pub credential: Credential,
 }
@@ -113,6 +115,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (`ALL[r as usize] == r`).
+    pub const ALL: [Reason; 9] = [
+        Reason::HostNotAllowed,
+        Reason::OriginNotAllowed,
+        Reason::NonCanonicalPath,
+        Reason::BadForwardingHeader,
+        Reason::NoCredential,
+        Reason::BadCredential,
+        Reason::RuleDeny,
+        Reason::NoRuleMatched,
+        Reason::TooManyFailures,
+    ];
+
     /// The wire name (`host_not_allowed`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,7 +179,7 @@ mod rules;
 
 pub use client_ip::{ClientView, ForwardHeaders};
 pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
-pub use credentials::{hash_password, DEFAULT_SESSION_TTL};
+pub use credentials::{hash_password, TokenDigest, DEFAULT_SESSION_TTL};
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
 pub use presets::{preset_text, PRESETS};

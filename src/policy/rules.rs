@@ -222,22 +222,44 @@ fn name(t: Transport) -> &'static str {
 impl CompiledPolicy {
     /// Decide a request: the pre-rule checks, then the first matching rule.
     pub fn decide(&self, facts: &Facts) -> Decision {
+        let (verdict, rule) = self.decide_indexed(facts);
+        let rule = rule.map(|i| &self.rules[i]);
+        Decision {
+            verdict,
+            rule: rule.map(|r| r.name.clone()),
+            action: rule.map(|r| r.action),
+        }
+    }
+
+    /// [`Self::decide`] naming the deciding rule by its index (see
+    /// [`Self::rule_name`]): the gate decides every request, and cloning
+    /// the name's `Arc` would bump a count that every core shares.
+    pub fn decide_indexed(&self, facts: &Facts) -> (Result<Principal, Reason>, Option<usize>) {
         let path = match self.pre_check(facts) {
             Ok(p) => p,
-            Err(reason) => return refused(reason),
+            Err(reason) => return (Err(reason), None),
         };
         let method = method_bit(&facts.method);
         let rule = glob::with_segments(path, |segs| {
-            self.rules.iter().find(|r| r.matches(facts, segs, method))
+            self.rules
+                .iter()
+                .position(|r| r.matches(facts, segs, method))
         });
         match rule {
-            Some(rule) => Decision {
-                verdict: rule.verdict(&facts.credential),
-                rule: Some(rule.name.clone()),
-                action: Some(rule.action),
-            },
-            None => refused(Reason::NoRuleMatched),
+            Some(i) => (self.rules[i].verdict(&facts.credential), Some(i)),
+            None => (Err(Reason::NoRuleMatched), None),
         }
+    }
+
+    /// The name and action of the rule at `index` (of [`Self::decide_indexed`]).
+    pub fn rule_name(&self, index: usize) -> (&Arc<str>, Action) {
+        let r = &self.rules[index];
+        (&r.name, r.action)
+    }
+
+    /// How many rules there are (indices run below this).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
     }
 
     /// SPEC §2.3 in order path, Host, Origin; the path without its query.
@@ -256,13 +278,5 @@ impl CompiledPolicy {
             return Err(Reason::OriginNotAllowed);
         }
         Ok(glob::strip_query(&f.path))
-    }
-}
-
-fn refused(reason: Reason) -> Decision {
-    Decision {
-        verdict: Err(reason),
-        rule: None,
-        action: None,
     }
 }

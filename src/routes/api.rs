@@ -11,16 +11,13 @@ use crate::state::{with_state, AppState};
 
 /// All REST routes of this file, plus the JSON 404 for other `/api/…` paths.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    healthz()
-        .or(status(state.clone()))
-        .unify()
-        .or(whoami(state.clone()))
-        .unify()
+    let hot = healthz().or(status(state.clone())).unify();
+    let rest = whoami(state.clone())
         .or(policy(state.clone()))
         .unify()
         .or(metrics(state))
-        .unify()
-        .boxed()
+        .unify();
+    hot.or(rest).unify()
 }
 
 /// GET /healthz
@@ -81,13 +78,13 @@ pub fn whoami(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
             Endpoint::sync(move |a| {
                 let mut body = json!({
                     "principal": a.principal,
-                    "client_ip": a.facts.client.to_string(),
-                    "peer_ip": a.facts.peer.to_string(),
+                    "client_ip": a.facts().client.to_string(),
+                    "peer_ip": a.facts().peer.to_string(),
                     "rule": a.rule.as_deref(),
-                    "transport": a.facts.transport,
+                    "transport": a.facts().transport,
                 });
-                if let Some(path) = query_param(&a.query, "path") {
-                    let transport = match query_param(&a.query, "transport").as_deref() {
+                if let Some(path) = query_param(a.query(), "path") {
+                    let transport = match query_param(a.query(), "transport").as_deref() {
                         None | Some("http") => Transport::Http,
                         Some("ws") => Transport::Ws,
                         Some(_) => {
@@ -107,7 +104,7 @@ pub fn whoami(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
 
 /// How the live policy would decide the caller's `GET path` over `transport`.
 fn probe(state: &AppState, a: &Access, path: String, transport: Transport) -> serde_json::Value {
-    let mut facts = a.facts.clone();
+    let mut facts = a.facts().clone();
     facts.method = "GET".into();
     facts.transport = transport;
     if transport == Transport::Ws && facts.origin.is_none() {

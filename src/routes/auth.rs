@@ -11,7 +11,7 @@ use warp::{Filter, Rejection, Reply};
 use super::Endpoint;
 use crate::conns::Close;
 use crate::gate::{resolve, Access, Presented};
-use crate::policy::{Credential, Reason};
+use crate::policy::{Credential, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
 use crate::sessions::{clear_cookie, set_cookie};
 use crate::state::{with_state, AppState};
@@ -51,7 +51,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 fn is_https(a: &Access) -> bool {
-    a.facts.scheme.eq_ignore_ascii_case("https")
+    a.facts().scheme.eq_ignore_ascii_case("https")
 }
 
 /// POST /api/login
@@ -84,8 +84,8 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
                 .into_response();
         }
     };
-    let client = access.facts.client;
-    let live = state.policy();
+    let client = access.facts().client;
+    let live = state.policy_arc();
     let policy = &live.compiled;
     // The attempt counts as a failure from here on (forgiven if it succeeds),
     // so many sent at once cannot all reach the slow password check.
@@ -99,10 +99,12 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
         return denied_reply(&d);
     }
     let principal = match (&req.token, &req.username, &req.password) {
-        (Some(t), None, None) => match resolve(&state, policy, &Presented::Token(t.clone())) {
-            Credential::Valid(p) => Some(p),
-            _ => None,
-        },
+        (Some(t), None, None) => {
+            match resolve(&state, policy, &Presented::Token(TokenDigest::of(t))) {
+                Credential::Valid(p) => Some(p),
+                _ => None,
+            }
+        }
         (None, Some(u), Some(p)) => {
             let (u, p, live) = (u.clone(), p.clone(), live.clone());
             // argon2 is deliberately slow: keep it off the async workers.
@@ -149,7 +151,7 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
 /// One structured line per sign-in attempt; failures are also an
 /// `access.denied` event. Never the token or password.
 fn audit_login(state: &AppState, access: &Access, user: Option<&str>, outcome: &str) {
-    let client = access.facts.client.to_string();
+    let client = access.facts().client.to_string();
     if outcome == "ok" {
         tracing::info!(client = %client, user, outcome, "sign-in");
     } else {
@@ -168,7 +170,7 @@ pub fn logout(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .and(with_state(state))
         .map(|state: AppState| {
             Endpoint::sync(move |access: Access| {
-                if let Presented::Cookie(id) = &access.presented {
+                if let Presented::Cookie(id) = access.presented() {
                     state.sessions.remove(id);
                     end_session_sockets(&state, id, "signed out");
                 }
@@ -184,7 +186,7 @@ pub fn logout(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
 
 /// Close (4401) every WebSocket opened with session cookie `id`.
 pub fn end_session_sockets(state: &AppState, id: &str, why: &str) -> usize {
-    state.conns.recheck(|a| match &a.presented {
+    state.conns.recheck(|a| match a.presented() {
         Presented::Cookie(c) if c == id => Some(Close::new(4401, why)),
         _ => None,
     })
@@ -192,7 +194,7 @@ pub fn end_session_sockets(state: &AppState, id: &str, why: &str) -> usize {
 
 /// Close (4401) every WebSocket whose cookie session has expired.
 pub fn expire_sockets(state: &AppState) -> usize {
-    state.conns.recheck(|a| match &a.presented {
+    state.conns.recheck(|a| match a.presented() {
         Presented::Cookie(c) if state.sessions.get(c).is_none() => {
             Some(Close::new(4401, "session expired"))
         }
@@ -207,11 +209,11 @@ pub fn token_visit(state: &AppState, access: &Access) -> Response {
     let ttl = state.policy().compiled.session_ttl();
     let id = state.sessions.create(principal, ttl);
     let rest: Vec<&str> = access
-        .query
+        .query()
         .split('&')
         .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
         .collect();
-    let mut to = access.facts.path.clone();
+    let mut to = access.facts().path.clone();
     if !rest.is_empty() {
         to.push('?');
         to.push_str(&rest.join("&"));

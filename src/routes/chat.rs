@@ -113,8 +113,8 @@ pub fn terminal(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = R
         .map(|ws: Option<Ws>, state: AppState| {
             Endpoint::sync(move |access| {
                 let Some(ws) = ws else { return ws_required() };
-                let session_id = query_param(&access.query, "session");
-                let size = size_of(&access.query);
+                let session_id = query_param(access.query(), "session");
+                let size = size_of(access.query());
                 // Register first: no child is started for a socket over the limit.
                 let guard = match register(&state, "/api/ws", access) {
                     Ok(g) => g,

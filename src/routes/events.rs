@@ -69,7 +69,7 @@ fn open_channel(ws: Option<Ws>, access: &Access) -> Result<(Ws, String), ApiErro
 
 /// The `channel` query parameter (default `server`), validated.
 fn channel_of(access: &Access) -> Result<String, ApiError> {
-    let channel = query_param(&access.query, "channel").unwrap_or_else(|| SERVER_CHANNEL.into());
+    let channel = query_param(access.query(), "channel").unwrap_or_else(|| SERVER_CHANNEL.into());
     if valid_channel(&channel) {
         Ok(channel)
     } else {

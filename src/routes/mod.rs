@@ -114,26 +114,25 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
 ];
 
 /// The tree of routes, not yet gated. Private: only [`routes`] may use it.
+///
+/// `or` tries left to right whatever the grouping, so the tree is grouped
+/// in pairs: each level of nesting is a future every request polls through.
 fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    api::routes(state.clone())
+    let api_auth = api::routes(state.clone())
         .or(auth::routes(state.clone()))
-        .unify()
-        .or(events::routes(state.clone()))
-        .unify()
+        .unify();
+    let channels = events::routes(state.clone())
         .or(chat::routes(state.clone()))
-        .unify()
-        .or(api::not_found())
-        .unify()
-        .or(web::routes(state))
-        .unify()
+        .unify();
+    let rest = api::not_found().or(web::routes(state)).unify();
+    api_auth.or(channels).unify().or(rest).unify()
 }
 
 /// The whole application: the gate, then the tree, then the one rejection
-/// handler. `server::run` serves exactly this.
+/// handler. `server::run` serves exactly this (and counts its answers).
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let st = state.clone();
-    let metrics_state = state.clone();
-    authorize(state.clone())
+    authorize()
         .and(tree(state))
         .then(move |access: Access, ep: Endpoint| {
             // The state is needed only for a token visit: no per-request
@@ -142,9 +141,4 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
             ep.run(st, access)
         })
         .recover(handle_rejection)
-        .with(warp::log::custom(move |info| {
-            metrics_state
-                .metrics
-                .request(info.path(), info.status().as_u16())
-        }))
 }

@@ -34,11 +34,11 @@ pub fn req(method: &str, path: &str) -> Facts {
     Facts {
         peer: ip,
         client: ip,
-        method: method.to_owned(),
+        method: method.to_owned().into(),
         path: path.to_owned(),
         host: Some("localhost:9119".to_owned()),
         origin: None,
-        scheme: "http".to_owned(),
+        scheme: "http".into(),
         transport: Transport::Http,
         credential: Credential::None,
     }

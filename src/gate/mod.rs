@@ -1,0 +1,298 @@
+//! The one gate: `authorize()`.
+//!
+//! Every request — REST, WebSocket upgrade, static file — passes through this
+//! filter before any route sees it (`routes::routes` wraps the whole tree
+//! once). It builds [`Facts`] from the request, resolves the credential,
+//! asks the live policy for a [`Decision`](crate::policy::Decision) and either
+//! yields an [`Access`] for the route or rejects with a
+//! [`Denied`](crate::reject::Denied) that `reject::handle_rejection` turns
+//! into the JSON of SPEC §2.4. There is no second path for WebSockets: an
+//! upgrade is a `GET` with `transport: ws` in its facts, nothing more.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use warp::{Filter, Rejection};
+
+use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest};
+use crate::reject::Denied;
+use crate::state::{AppState, LivePolicy};
+
+mod read;
+
+use read::{internal_allowed, read};
+pub use read::{Head, Read};
+
+/// The credential a request presented, kept so an open WebSocket can be
+/// decided again after a reload (a revoked token must close its sockets).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Presented {
+    #[default]
+    None,
+    /// A bearer token (`Authorization: Bearer` or `?token=`), hashed.
+    Token(TokenDigest),
+    /// A user named by a trusted proxy's forward-auth header.
+    Forwarded(String),
+    /// The `dashgate_session` cookie of a signed-in browser.
+    Cookie(String),
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::None => f.write_str("None"),
+            Presented::Token(_) => f.write_str("Token(<redacted>)"),
+            Presented::Forwarded(u) => write!(f, "Forwarded({u:?})"),
+            Presented::Cookie(_) => f.write_str("Cookie(<redacted>)"),
+        }
+    }
+}
+
+/// What the gate hands to a route: who the caller is and why it got in.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub principal: Principal,
+    /// The rule that allowed the request.
+    pub rule: Option<Arc<str>>,
+    /// A browser opened a page with a valid `?token=`: the route is replaced
+    /// by a redirect that sets the session cookie and drops the token.
+    pub token_visit: bool,
+    /// What the decision was made on. Boxed: an `Access` is moved through
+    /// every future of the route tree, and small moves are cheap ones.
+    read: Box<Read>,
+}
+
+impl Access {
+    /// The facts the decision was made on (kept by WebSockets for re-checks).
+    pub fn facts(&self) -> &Facts {
+        &self.read.facts
+    }
+
+    /// The credential the request presented.
+    pub fn presented(&self) -> &Presented {
+        &self.read.presented
+    }
+
+    /// The raw query string (may carry a token: never log it).
+    pub fn query(&self) -> &str {
+        &self.read.query
+    }
+}
+
+/// The `authorize()` filter: lets a request into the route tree with its
+/// [`Access`], or rejects it with the [`Denied`] that says why.
+///
+/// The decision was made on the request by [`Intake::check`], where the
+/// accept loop holds it (`server::run`) and its headers can be read in
+/// place. A request that reaches the tree without one is refused: there is
+/// no way in that skips the gate, only one that fails closed.
+pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
+    warp::ext::optional::<Intake>().and_then(|intake: Option<Intake>| {
+        let decided = intake
+            .and_then(|i| i.0.lock().take())
+            .unwrap_or_else(|| Err(Denied::unread()));
+        std::future::ready(decided.map_err(warp::reject::custom))
+    })
+}
+
+/// The gate's decision on one request, waiting in the request's extensions
+/// for [`authorize`]. Taken once: a clone shares the slot.
+#[derive(Clone)]
+pub struct Intake(Arc<Mutex<Option<Result<Access, Denied>>>>);
+
+impl Intake {
+    /// Read the facts of `head` and decide them under the live policy.
+    pub fn check(state: &AppState, head: Head<'_>) -> Self {
+        let live = state.policy();
+        let decided = read(state, &live.compiled, head).and_then(|r| decide(state, &live, r));
+        Self(Arc::new(Mutex::new(Some(decided))))
+    }
+}
+
+/// Fold `::ffff:a.b.c.d` to `a.b.c.d` (SPEC §2.2).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    if query.is_empty() {
+        return None;
+    }
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Check a presented credential against the server and the policy.
+pub fn resolve(state: &AppState, policy: &CompiledPolicy, p: &Presented) -> Credential {
+    match p {
+        Presented::None => Credential::None,
+        Presented::Forwarded(name) => {
+            Credential::Valid(Principal::Forwarded { name: name.clone() })
+        }
+        // An unknown or expired cookie is no credential (a stale browser is
+        // sent to sign in, not counted as an attack: ids are 256-bit random).
+        Presented::Cookie(id) => state
+            .sessions
+            .get(id)
+            .map_or(Credential::None, Credential::Valid),
+        Presented::Token(t) => {
+            if policy.startup_token_enabled()
+                && state
+                    .config
+                    .startup_token
+                    .as_ref()
+                    .is_some_and(|s| s.matches(t))
+            {
+                return Credential::Valid(Principal::StartupToken);
+            }
+            match policy.verify_token_digest(t) {
+                Some(p) => Credential::Valid(p),
+                // A chat child's internal token is no credential here: it
+                // counts only where `resolve_request` allows it.
+                None => Credential::Invalid,
+            }
+        }
+    }
+}
+
+/// [`resolve`], plus a chat child's internal credential where
+/// [`internal_allowed`] (the publish route then holds it to its own channel).
+pub(super) fn resolve_request(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    p: &Presented,
+    internal: bool,
+) -> Credential {
+    let credential = resolve(state, policy, p);
+    if let (Credential::Invalid, true, Presented::Token(t)) = (&credential, internal, p) {
+        if let Some(session) = state.chat.verify_internal_digest(t) {
+            return Credential::Valid(Principal::Internal { session });
+        }
+    }
+    credential
+}
+
+/// The path with any query redacted, for logs.
+pub fn log_path(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?[redacted]")
+    }
+}
+
+/// Decide one request on the facts [`read`] found. Pure apart from the
+/// limiter, metrics, logging and the `access.denied` event.
+fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
+    let policy = &live.compiled;
+    let r = &read;
+    let facts = &r.facts;
+    let deny = |reason: Reason, rule: Option<Arc<str>>| {
+        let d = Denied::new(reason, rule);
+        let path = log_path(&facts.path, &r.query);
+        audit_denial(state, facts.client, &facts.method, &path, &d);
+        d
+    };
+    let token = matches!(r.presented, Presented::Token(_));
+    // Only tokens are guessed here, so only tokens are held back. A session
+    // cookie (256 random bits, never counted) or a proxy's forward-auth user
+    // is not: any web page can make the user's browser send bad `?token=`s
+    // from the user's own address, and must not lock their session out.
+    if token {
+        let limit = policy.auth_failures_per_minute();
+        if let Some(retry) = state.limiter.blocked(facts.client, limit) {
+            let mut d = deny(Reason::TooManyFailures, None);
+            d.retry_after = Some(retry.as_secs());
+            return Err(d);
+        }
+    }
+    let (verdict, index) = policy.decide_indexed(facts);
+    let outcome = verdict.as_ref().map(|_| ()).map_err(|r| *r);
+    state
+        .metrics
+        .decision(&live.counters, policy, index, outcome);
+    // The rule's name copied, not shared: cloning the policy's `Arc` would
+    // bump a count that every core's requests bump.
+    let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
+    // Every bad credential counts, also where an `allow` rule lets the
+    // request through anonymously: there a valid `?token=` still answers
+    // differently (a 303 with a cookie), so guesses must be limited too.
+    if facts.credential == Credential::Invalid {
+        state.limiter.record_failure(facts.client);
+    }
+    match verdict {
+        Ok(principal) => Ok(Access {
+            token_visit: r.html
+                && token
+                && matches!(facts.credential, Credential::Valid(_))
+                && query_param(&r.query, "token").is_some(),
+            principal,
+            rule,
+            read: Box::new(read),
+        }),
+        Err(reason) => {
+            let mut d = deny(reason, rule);
+            if reason == Reason::NoCredential && r.html {
+                d.login_redirect = Some(login_url(&facts.path, &r.query));
+            }
+            Err(d)
+        }
+    }
+}
+
+/// `/login?next=<path?query>`; `next` is always a local path.
+fn login_url(path: &str, query: &str) -> String {
+    let next = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
+    format!("/login?next={enc}")
+}
+
+/// One `warn` line and one `access.denied` event per denial.
+pub(super) fn audit_denial(state: &AppState, client: IpAddr, method: &str, path: &str, d: &Denied) {
+    let rule = d.rule.as_deref().unwrap_or("-");
+    tracing::warn!(
+        client = %client,
+        method,
+        path,
+        rule,
+        reason = d.reason.as_str(),
+        status = d.reason.status(),
+        "access denied"
+    );
+    state.hub.server_event(
+        "access.denied",
+        serde_json::json!({
+            "client": client.to_string(),
+            "method": method,
+            "path": path,
+            "rule": d.rule.as_deref(),
+            "reason": d.reason.as_str(),
+        }),
+    );
+}
+
+/// Decide an open WebSocket again under `policy` with the facts of its
+/// upgrade (credential re-resolved: a revoked token no longer counts).
+pub fn redecide(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    access: &Access,
+) -> crate::policy::Decision {
+    let mut facts = access.facts().clone();
+    let internal = internal_allowed(facts.peer, facts.client, &facts.path, None);
+    facts.credential = resolve_request(state, policy, access.presented(), internal);
+    policy.decide(&facts)
+}

@@ -1,0 +1,369 @@
+//! Reading a request's facts for the gate (SPEC §1, first arrow).
+//!
+//! This runs on every request, where the accept loop holds it (see
+//! `server::run`), so it borrows: the headers are found in one pass over the
+//! map, and only the facts that must outlive the request are copied. What
+//! cannot be believed (a trusted proxy's malformed forwarding headers, an
+//! ambiguous Host) is refused here, before any rule.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use http::header::{
+    AsHeaderName, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, FORWARDED, HOST, ORIGIN,
+    UPGRADE,
+};
+use http::uri::Authority;
+use http::HeaderMap;
+
+use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
+use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
+use crate::reject::Denied;
+use crate::sessions;
+use crate::state::AppState;
+
+/// A request as the gate reads it: borrowed from hyper's, so nothing is
+/// copied but the facts that must outlive it.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    /// The TCP peer of the connection.
+    pub peer: SocketAddr,
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Head<'a> {
+    pub fn of<B>(peer: SocketAddr, req: &'a http::Request<B>) -> Self {
+        Self {
+            peer,
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        }
+    }
+}
+
+/// The facts of one request and what else the decision needs from it.
+#[derive(Clone)]
+pub struct Read {
+    pub(super) facts: Facts,
+    pub(super) presented: Presented,
+    pub(super) query: String,
+    /// A browser navigation: answered with a redirect to the login page
+    /// instead of a bare 401, and the place a `?token=` visit happens.
+    pub(super) html: bool,
+}
+
+impl std::fmt::Debug for Read {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Read")
+            .field("facts", &self.facts)
+            .field("presented", &self.presented)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read one request's facts (SPEC §1: peer, client, method, path, host,
+/// origin, transport, credential) under the live policy. `Err` for what
+/// is refused before any rule: forwarding headers that cannot be believed,
+/// an ambiguous Host.
+pub(super) fn read(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    head: Head<'_>,
+) -> Result<Read, Denied> {
+    let headers = head.headers;
+    let seen = Seen::scan(headers);
+    let peer_ip = canonical_ip(head.peer.ip());
+    let path = head.uri.path();
+    let query = head.uri.query().unwrap_or("");
+    let method = method_name(head.method);
+    let upgrade = seen.upgrade.and_then(|v| v.to_str().ok());
+    let transport = match upgrade {
+        Some(v) if v.trim_ascii().eq_ignore_ascii_case("websocket") => Transport::Ws,
+        _ => Transport::Http,
+    };
+    // Only a trusted proxy's forwarding headers are believed, so only
+    // theirs are read (SPEC §2.2); anyone else's are ignored.
+    let fwd = if policy.is_trusted_proxy(peer_ip) {
+        ForwardHeaders {
+            x_forwarded_for: header_lines(headers, X_FORWARDED_FOR),
+            forwarded: header_lines(headers, FORWARDED),
+            x_forwarded_proto: header_joined(headers, X_FORWARDED_PROTO),
+            x_forwarded_host: header_joined(headers, X_FORWARDED_HOST),
+        }
+    } else {
+        ForwardHeaders::default()
+    };
+    let deny = |client: IpAddr, reason: Reason| {
+        let d = Denied::new(reason, None);
+        audit_denial(state, client, &method, &log_path(path, query), &d);
+        d
+    };
+    let view = match policy.client(peer_ip, &fwd) {
+        Ok(v) => v,
+        Err(reason) => return Err(deny(peer_ip, reason)),
+    };
+    let client = canonical_ip(view.client);
+    let Ok(host) = seen.host(head.uri.authority()) else {
+        return Err(deny(client, Reason::HostNotAllowed));
+    };
+    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
+    let internal = internal_allowed(peer_ip, client, path, Some(headers));
+    let credential = resolve_request(state, policy, &presented, internal);
+    let html = transport == Transport::Http
+        && method == "GET"
+        && seen
+            .accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    Ok(Read {
+        facts: Facts {
+            peer: peer_ip,
+            client,
+            method,
+            path: path.to_string(),
+            host: view.host.or(host),
+            origin: seen.origin(headers),
+            scheme: view.proto.map_or("http".into(), Into::into),
+            transport,
+            credential,
+        },
+        presented,
+        query: query.to_string(),
+        html,
+    })
+}
+
+/// The headers the gate reads on every request, found in one pass over the
+/// map: a lookup by name hashes the name, and a request carries few headers.
+#[derive(Default)]
+struct Seen<'h> {
+    host: Option<&'h HeaderValue>,
+    hosts: usize,
+    authorization: Option<&'h HeaderValue>,
+    upgrade: Option<&'h HeaderValue>,
+    origin: Option<&'h HeaderValue>,
+    origins: usize,
+    accept: Option<&'h HeaderValue>,
+    cookie: bool,
+}
+
+impl<'h> Seen<'h> {
+    fn scan(headers: &'h HeaderMap) -> Self {
+        let mut s = Self::default();
+        // Each name's first line is the one `HeaderMap::get` would give.
+        for (name, value) in headers {
+            if name == HOST {
+                s.host.get_or_insert(value);
+                s.hosts += 1;
+            } else if name == AUTHORIZATION {
+                s.authorization.get_or_insert(value);
+            } else if name == UPGRADE {
+                s.upgrade.get_or_insert(value);
+            } else if name == ORIGIN {
+                s.origin.get_or_insert(value);
+                s.origins += 1;
+            } else if name == ACCEPT {
+                s.accept.get_or_insert(value);
+            } else if name == COOKIE {
+                s.cookie = true;
+            }
+        }
+        s
+    }
+
+    /// The host the request is for (RFC 9112 §3.3): the `Host` header,
+    /// else the target URI's authority (an absolute-form request line,
+    /// HTTP/2's `:authority`). `Err` when that is ambiguous: several `Host`
+    /// lines, a `Host` that is not text, or a `Host` that names another
+    /// authority than the request line. A `Host` that is no authority at all
+    /// is passed on for the policy to judge.
+    fn host(&self, target: Option<&Authority>) -> Result<Option<String>, ()> {
+        if self.hosts > 1 {
+            return Err(());
+        }
+        let header = match self.host {
+            Some(v) => Some(v.to_str().map_err(|_| ())?),
+            None => None,
+        };
+        match (target, header) {
+            (None, None) => Ok(None),
+            (Some(t), None) => Ok(Some(t.as_str().to_string())),
+            (None, Some(h)) => Ok(Some(h.to_string())),
+            (Some(t), Some(h)) => match h.parse::<Authority>() {
+                Ok(a) if a != *t => Err(()),
+                _ => Ok(Some(h.to_string())),
+            },
+        }
+    }
+
+    /// The Origin header. Several Origin headers (only a non-browser client
+    /// can send that) are kept joined, which equals no allowed origin:
+    /// refused where Origin is checked, rather than deciding on whichever
+    /// came first.
+    fn origin(&self, headers: &HeaderMap) -> Option<String> {
+        let first = self.origin?;
+        if self.origins == 1 {
+            return Some(String::from_utf8_lossy(first.as_bytes()).into_owned());
+        }
+        Some(
+            headers
+                .get_all(ORIGIN)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}
+
+// Header names parsed once: looking a header up by `&str` parses and
+// lower-cases the name on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn header_lines<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Every line of `name` as one comma-separated list (RFC 9110 §5.3), so
+/// that two lines of a single-valued header are as malformed as one line
+/// with two values, rather than quietly the first.
+fn header_joined<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<String> {
+    let lines = header_lines(headers, name);
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case
+/// insensitive, RFC 9110 §11.1); `None` for another scheme or no token.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_ascii().split_at_checked(6)?;
+    let token = token.strip_prefix(' ')?.trim_ascii();
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// The credential a request presents, strongest first: a bearer header,
+/// then `?token=`, then the session cookie, then a trusted proxy's
+/// forward-auth user.
+fn presented(
+    seen: &Seen<'_>,
+    headers: &HeaderMap,
+    query: &str,
+    policy: &CompiledPolicy,
+    peer_trusted: bool,
+) -> Presented {
+    let authorization = seen.authorization.and_then(|v| v.to_str().ok());
+    if let Some(token) = authorization.and_then(bearer) {
+        return Presented::Token(TokenDigest::of(token));
+    }
+    if let Some(t) = query_param(query, "token") {
+        return Presented::Token(TokenDigest::of(&t));
+    }
+    if seen.cookie {
+        for line in headers.get_all(COOKIE) {
+            if let Some(id) = line.to_str().ok().and_then(sessions::from_cookie_header) {
+                return Presented::Cookie(id.to_string());
+            }
+        }
+    }
+    if peer_trusted {
+        if let Some(h) = policy.forward_auth_header() {
+            let user = headers.get(h).and_then(|v| v.to_str().ok());
+            if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
+                return Presented::Forwarded(user.to_string());
+            }
+        }
+    }
+    Presented::None
+}
+
+/// Whether a chat child's internal credential (the token in its
+/// `DASHGATE_EVENTS_URL`) may count for this request: only on `/api/pub`,
+/// only with the loopback address that URL names (127.0.0.1 or ::1) as the
+/// TCP peer itself, and only without forwarding headers (whether or not the
+/// peer is a trusted proxy), so neither a leaked URL nor a local reverse
+/// proxy relaying the outside world can use it. `headers` is `None` for an
+/// open WebSocket decided again: its upgrade was checked.
+pub(super) fn internal_allowed(
+    peer: IpAddr,
+    client: IpAddr,
+    path: &str,
+    headers: Option<&HeaderMap>,
+) -> bool {
+    let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let forwarded = |h: &HeaderMap| {
+        [
+            X_FORWARDED_FOR,
+            FORWARDED,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+        ]
+        .iter()
+        .any(|n| h.contains_key(n))
+    };
+    path == "/api/pub" && named && client == peer && !headers.is_some_and(forwarded)
+}
+
+/// The method as a fact: the standard ones without a copy.
+fn method_name(m: &http::Method) -> Cow<'static, str> {
+    use http::Method as M;
+    match *m {
+        M::GET => "GET".into(),
+        M::POST => "POST".into(),
+        M::PUT => "PUT".into(),
+        M::DELETE => "DELETE".into(),
+        M::HEAD => "HEAD".into(),
+        M::OPTIONS => "OPTIONS".into(),
+        M::PATCH => "PATCH".into(),
+        _ => m.as_str().to_string().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc  "), Some("abc"));
+        assert_eq!(bearer(" BEARER abc"), Some("abc"));
+        for none in [
+            "Bearer",
+            "Bearer  ",
+            "Bearerabc",
+            "Bearer\tabc",
+            "Basic abc",
+            "",
+            "Bé abc",
+        ] {
+            assert_eq!(bearer(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
+    fn headers_seen_in_one_pass() {
+        let mut h = HeaderMap::new();
+        h.append(HOST, HeaderValue::from_static("a.lan"));
+        h.append(ORIGIN, HeaderValue::from_static("http://a.lan"));
+        h.append(ORIGIN, HeaderValue::from_static("http://b.lan"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer 1"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer 2"));
+        let seen = Seen::scan(&h);
+        assert_eq!(seen.host(None), Ok(Some("a.lan".into())));
+        assert_eq!(seen.authorization, h.get(AUTHORIZATION));
+        assert_eq!(
+            seen.origin(&h).as_deref(),
+            Some("http://a.lan, http://b.lan")
+        );
+        h.append(HOST, HeaderValue::from_static("b.lan"));
+        assert_eq!(Seen::scan(&h).host(None), Err(()));
+    }
+}
