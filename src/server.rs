@@ -2,8 +2,8 @@
 //!
 //! We run our own loop instead of `warp::serve` for three reasons: the number
 //! of open connections is bounded by a semaphore (SPEC "bounded everything"),
-//! the gate reads each request's facts here, where the request is at hand
-//! by reference with its TCP peer, and shutdown can close WebSockets with
+//! the gate decides each request here, where the request is at hand by
+//! reference with its TCP peer, and shutdown can close WebSockets with
 //! 1001 before the HTTP side drains.
 
 use std::cell::RefCell;
@@ -52,9 +52,10 @@ pub async fn run(
     serve(listener, state, handler, max_connections, shutdown).await;
 }
 
-/// One connection's handler for [`run`]: reads each request's facts for the
-/// gate (by reference, where the request is at hand), hands the request to
-/// the route tree, whose `authorize()` decides them, and counts the answer.
+/// One connection's handler for [`run`]: has the gate decide each request
+/// (reading it in place, where it is at hand), hands request and decision
+/// to the route tree, whose `authorize()` lets it in or refuses it, and
+/// counts the answer.
 struct Gated<S> {
     state: AppState,
     svc: PerConnection<S>,
@@ -88,13 +89,12 @@ where
     fn call(
         &self,
         peer: SocketAddr,
-        mut req: Request,
+        req: Request,
     ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
         let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
-        req.extensions_mut().insert(intake);
         let local = self.local.clone();
-        self.svc.call(req).map(move |answer| {
+        intake.serve(self.svc.call(req)).map(move |answer| {
             if let Ok(res) = &answer {
                 local.metrics.request(route, res.status().as_u16());
             }

@@ -9,10 +9,11 @@
 //! into the JSON of SPEC §2.4. There is no second path for WebSockets: an
 //! upgrade is a `GET` with `transport: ws` in its facts, nothing more.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use warp::{Filter, Rejection};
 
 use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest};
@@ -85,28 +86,43 @@ impl Access {
 ///
 /// The decision was made on the request by [`Intake::check`], where the
 /// accept loop holds it (`server::run`) and its headers can be read in
-/// place. A request that reaches the tree without one is refused: there is
-/// no way in that skips the gate, only one that fails closed.
+/// place, and handed here by [`Intake::serve`]. A request that reaches the
+/// tree without one is refused: there is no way in that skips the gate,
+/// only one that fails closed.
 pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
-    warp::ext::optional::<Intake>().and_then(|intake: Option<Intake>| {
-        let decided = intake
-            .and_then(|i| i.0.lock().take())
+    warp::any().and_then(|| {
+        let decided = DECIDED
+            .try_with(|d| d.borrow_mut().take())
+            .ok()
+            .flatten()
             .unwrap_or_else(|| Err(Denied::unread()));
         std::future::ready(decided.map_err(warp::reject::custom))
     })
 }
 
-/// The gate's decision on one request, waiting in the request's extensions
-/// for [`authorize`]. Taken once: a clone shares the slot.
-#[derive(Clone)]
-pub struct Intake(Arc<Mutex<Option<Result<Access, Denied>>>>);
+tokio::task_local! {
+    /// The gate's decision on the request this task is answering, from
+    /// [`Intake::serve`] to [`authorize`]. A task-local rather than a
+    /// request extension: an extension costs three allocations and a hash
+    /// map insert on every request.
+    static DECIDED: RefCell<Option<Result<Access, Denied>>>;
+}
+
+/// The gate's decision on one request, on its way to [`authorize`].
+pub struct Intake(Result<Access, Denied>);
 
 impl Intake {
     /// Read the facts of `head` and decide them under the live policy.
     pub fn check(state: &AppState, head: Head<'_>) -> Self {
         let live = state.policy();
         let decided = read(state, &live.compiled, head).and_then(|r| decide(state, &live, r));
-        Self(Arc::new(Mutex::new(Some(decided))))
+        Self(decided)
+    }
+
+    /// Answer the request with `answer`, the route tree's future for it,
+    /// polled where [`authorize`] finds this decision.
+    pub fn serve<F: Future>(self, answer: F) -> impl Future<Output = F::Output> {
+        DECIDED.scope(RefCell::new(Some(self.0)), answer)
     }
 }
 
@@ -192,9 +208,9 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
+fn decide(state: &AppState, live: &LivePolicy, read: Box<Read>) -> Result<Access, Denied> {
     let policy = &live.compiled;
-    let r = &read;
+    let r = &*read;
     let facts = &r.facts;
     let deny = |reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -237,7 +253,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
                 && query_param(&r.query, "token").is_some(),
             principal,
             rule,
-            read: Box::new(read),
+            read,
         }),
         Err(reason) => {
             let mut d = deny(reason, rule);

@@ -72,7 +72,7 @@ pub(super) fn read(
     state: &AppState,
     policy: &CompiledPolicy,
     head: Head<'_>,
-) -> Result<Read, Denied> {
+) -> Result<Box<Read>, Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -118,7 +118,7 @@ pub(super) fn read(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(Read {
+    Ok(Box::new(Read {
         facts: Facts {
             peer: peer_ip,
             client,
@@ -133,7 +133,7 @@ pub(super) fn read(
         presented,
         query: query.to_string(),
         html,
-    })
+    }))
 }
 
 /// The headers the gate reads on every request, found in one pass over the
@@ -243,10 +243,14 @@ fn header_joined<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<String
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case
 /// insensitive, RFC 9110 §11.1); `None` for another scheme or no token.
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_ascii().split_at_checked(6)?;
-    let token = token.strip_prefix(' ')?.trim_ascii();
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+/// Bytes, not text: the token is only ever hashed, and a token that is not
+/// visible ASCII is a bad credential like any other wrong one.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    if value.len() < 7 || !value[..6].eq_ignore_ascii_case(b"bearer") || value[6] != b' ' {
+        return None;
+    }
+    Some(value[7..].trim_ascii()).filter(|t| !t.is_empty())
 }
 
 /// The credential a request presents, strongest first: a bearer header,
@@ -259,9 +263,8 @@ fn presented(
     policy: &CompiledPolicy,
     peer_trusted: bool,
 ) -> Presented {
-    let authorization = seen.authorization.and_then(|v| v.to_str().ok());
-    if let Some(token) = authorization.and_then(bearer) {
-        return Presented::Token(TokenDigest::of(token));
+    if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
+        return Presented::Token(TokenDigest::of_bytes(token));
     }
     if let Some(t) = query_param(query, "token") {
         return Presented::Token(TokenDigest::of(&t));
@@ -332,17 +335,18 @@ mod tests {
 
     #[test]
     fn bearer_tokens() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer   abc  "), Some("abc"));
-        assert_eq!(bearer(" BEARER abc"), Some("abc"));
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer   abc  "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b" BEARER abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Bearer \xffz"), Some(&b"\xffz"[..]));
         for none in [
-            "Bearer",
-            "Bearer  ",
-            "Bearerabc",
-            "Bearer\tabc",
-            "Basic abc",
-            "",
-            "Bé abc",
+            &b"Bearer"[..],
+            b"Bearer  ",
+            b"Bearerabc",
+            b"Bearer\tabc",
+            b"Basic abc",
+            b"",
+            "B\u{e9} abc".as_bytes(),
         ] {
             assert_eq!(bearer(none), None, "{none:?}");
         }

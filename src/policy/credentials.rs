@@ -30,7 +30,11 @@ pub struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
     pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+        Self::of_bytes(token.as_bytes())
+    }
+
+    pub fn of_bytes(token: &[u8]) -> Self {
+        Self(Sha256::digest(token).into())
     }
 
     /// Constant-time comparison with a stored SHA-256 (as four words:

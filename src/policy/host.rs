@@ -85,6 +85,13 @@ fn parse_host(h: &str) -> Option<(HostRef<'_>, Option<u16>)> {
     }
 }
 
+/// One to five digits, at most 65535 (what [`parse_port`] accepts).
+fn valid_port(p: &[u8]) -> bool {
+    (1..=5).contains(&p.len())
+        && p.iter().all(u8::is_ascii_digit)
+        && (p.len() < 5 || p <= b"65535".as_slice())
+}
+
 fn parse_port(p: &str) -> Option<u16> {
     if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -129,15 +136,21 @@ impl Spelled {
     /// Whether `host[:port]` names an entry as spelled, with a valid port.
     /// `false` says nothing: the caller parses.
     fn has(&self, h: &str) -> bool {
-        let (name, port) = match h.strip_suffix(']') {
-            Some(_) => (h, None),
-            None => match h.rsplit_once(':') {
-                Some((n, p)) => (n, Some(p)),
-                None => (h, None),
-            },
+        let b = h.as_bytes();
+        // The port is what follows the last ':' (none after a `]`).
+        let colon = match b.last() {
+            Some(b']') | None => None,
+            _ => b.iter().rposition(|c| *c == b':'),
         };
-        port.is_none_or(|p| parse_port(p).is_some())
-            && self.0.iter().any(|s| s.eq_ignore_ascii_case(name))
+        let (name, port) = match colon {
+            Some(i) => (&b[..i], Some(&b[i + 1..])),
+            None => (b, None),
+        };
+        port.is_none_or(valid_port)
+            && self
+                .0
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
@@ -344,6 +357,15 @@ pub fn origin_checked(ws: bool, method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_ports_are_what_parse_port_accepts() {
+        for p in [
+            "", "0", "1", "80", "65535", "65536", "99999", "123456", "+1", "08", "1a", "00000",
+        ] {
+            assert_eq!(valid_port(p.as_bytes()), parse_port(p).is_some(), "{p:?}");
+        }
+    }
 
     /// The shortcut for hosts spelled as listed never admits a Host the
     /// parser would refuse, and misses none it would admit.

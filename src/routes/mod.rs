@@ -14,8 +14,10 @@
 //! path literal in `src/routes/` to prove each is refused without a
 //! credential in the secure preset.
 
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+
+use futures_util::future::Either;
 
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -31,6 +33,9 @@ pub mod events;
 pub mod web;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// What [`Endpoint::run`] gives: a response, at once or later.
+type Answer = Either<Ready<Response>, BoxFuture>;
 
 /// A matched route waiting for the gate's verdict.
 pub struct Endpoint(Handler);
@@ -66,13 +71,15 @@ impl Endpoint {
 
     /// Answer the request. `state` is `Some` only for a `?token=` visit,
     /// which is answered with the sign-in redirect instead of the route.
-    async fn run(self, state: Option<AppState>, access: Access) -> Response {
+    /// A synchronous handler's answer is ready at once: no async state
+    /// machine to build, move and poll.
+    fn run(self, state: Option<AppState>, access: Access) -> Answer {
         if let Some(state) = state.filter(|_| access.token_visit) {
-            return auth::token_visit(&state, &access);
+            return Either::Left(ready(auth::token_visit(&state, &access)));
         }
         match self.0 {
-            Handler::Sync(f) => f(access),
-            Handler::Async(f) => f(access).await,
+            Handler::Sync(f) => Either::Left(ready(f(access))),
+            Handler::Async(f) => Either::Right(f(access)),
         }
     }
 }
