@@ -93,7 +93,7 @@ pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy folder; SIGHUP still reloads");
         return None;
     }
-    let state = state.clone();
+    let state: AppState = *state;
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;

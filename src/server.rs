@@ -47,7 +47,7 @@ pub async fn run(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let gated = Gated::new(state.clone(), warp::service(routes(state.clone())));
+    let gated = Gated::new(state, warp::service(routes(state)));
     let handler = move |peer, req| gated.call(peer, req);
     serve(listener, state, handler, max_connections, shutdown).await;
 }
@@ -56,22 +56,10 @@ pub async fn run(
 /// (reading it in place, where it is at hand), hands request and decision
 /// to the route tree, whose `authorize()` lets it in or refuses it, and
 /// counts the answer.
+#[derive(Clone)]
 struct Gated<S> {
     state: AppState,
     svc: PerConnection<S>,
-    /// This connection's own handle on the state: each request keeps one
-    /// until it is answered, so every core bumps a count of its own.
-    local: Arc<AppState>,
-}
-
-impl<S: Clone> Clone for Gated<S> {
-    fn clone(&self) -> Self {
-        Self {
-            state: self.state.clone(),
-            svc: self.svc.clone(),
-            local: Arc::new(self.state.clone()),
-        }
-    }
 }
 
 impl<S, B> Gated<S>
@@ -80,7 +68,6 @@ where
 {
     fn new(state: AppState, svc: S) -> Self {
         Self {
-            local: Arc::new(state.clone()),
             state,
             svc: PerConnection::new(svc),
         }
@@ -93,10 +80,10 @@ where
     ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
         let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
-        let local = self.local.clone();
+        let state = self.state;
         intake.serve(self.svc.call(req)).map(move |answer| {
             if let Ok(res) = &answer {
-                local.metrics.request(route, res.status().as_u16());
+                state.metrics.request(route, res.status().as_u16());
             }
             answer
         })
@@ -160,7 +147,7 @@ pub async fn serve<H, F, B>(
         .header_read_timeout(REQUEST_HEAD_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let housekeeping = tokio::spawn(housekeeping(state));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {

@@ -126,11 +126,10 @@ async fn reload_closes_refused_sockets_with_4403_and_keeps_the_rest() {
         t0.elapsed()
     );
     assert_eq!(close, (4403, "laptop left the office".to_string()));
-    // The allowed socket stays and hears about the reload.
-    assert!(wait_text(&mut stays, "policy.reloaded", T).await.is_some());
-    assert!(wait_text(&mut stays, "client.disconnected", T)
-        .await
-        .is_some());
+    // The allowed socket stays and hears about the reload and about the
+    // other socket leaving (the two events come from different tasks, in
+    // either order).
+    assert!(wait_texts(&mut stays, &["policy.reloaded", "client.disconnected"], T).await);
 }
 
 #[tokio::test]

@@ -110,7 +110,7 @@ pub fn ab_server() {
             let st = state(bind, policy, source);
             let shutdown = stop();
             tasks.push(if name == "bare" {
-                let s = st.clone();
+                let s = st;
                 let bare = warp::path!("api" / "status")
                     .and(warp::get())
                     .map(move || warp::reply::json(&status_body(&s)));

@@ -11,9 +11,9 @@ use crate::state::{with_state, AppState};
 
 /// All REST routes of this file, plus the JSON 404 for other `/api/…` paths.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    let hot = healthz().or(status(state.clone())).unify();
-    let rest = whoami(state.clone())
-        .or(policy(state.clone()))
+    let hot = healthz().or(status(state)).unify();
+    let rest = whoami(state)
+        .or(policy(state))
         .unify()
         .or(metrics(state))
         .unify();

@@ -52,12 +52,12 @@ pub const DEFAULT_ROWS: u16 = 24;
 const MAX_CREATE_BODY: u64 = 4 * 1024;
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    terminal(state.clone())
-        .or(list(state.clone()))
+    terminal(state)
+        .or(list(state))
         .unify()
-        .or(create(state.clone()))
+        .or(create(state))
         .unify()
-        .or(get(state.clone()))
+        .or(get(state))
         .unify()
         .or(delete(state))
         .unify()

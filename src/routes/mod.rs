@@ -69,12 +69,11 @@ impl Endpoint {
         Endpoint(Handler::Sync(Box::new(move |a| f(a).into_response())))
     }
 
-    /// Answer the request. `state` is `Some` only for a `?token=` visit,
-    /// which is answered with the sign-in redirect instead of the route.
-    /// A synchronous handler's answer is ready at once: no async state
-    /// machine to build, move and poll.
-    fn run(self, state: Option<AppState>, access: Access) -> Answer {
-        if let Some(state) = state.filter(|_| access.token_visit) {
+    /// Answer the request; a `?token=` visit is answered with the sign-in
+    /// redirect instead. A synchronous handler's answer is ready at once: no
+    /// async state machine to build, move and poll.
+    fn run(self, state: AppState, access: Access) -> Answer {
+        if access.token_visit {
             return Either::Left(ready(auth::token_visit(&state, &access)));
         }
         match self.0 {
@@ -125,12 +124,8 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
 /// `or` tries left to right whatever the grouping, so the tree is grouped
 /// in pairs: each level of nesting is a future every request polls through.
 fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    let api_auth = api::routes(state.clone())
-        .or(auth::routes(state.clone()))
-        .unify();
-    let channels = events::routes(state.clone())
-        .or(chat::routes(state.clone()))
-        .unify();
+    let api_auth = api::routes(state).or(auth::routes(state)).unify();
+    let channels = events::routes(state).or(chat::routes(state)).unify();
     let rest = api::not_found().or(web::routes(state)).unify();
     api_auth.or(channels).unify().or(rest).unify()
 }
@@ -138,14 +133,8 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
 /// The whole application: the gate, then the tree, then the one rejection
 /// handler. `server::run` serves exactly this (and counts its answers).
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let st = state.clone();
     authorize()
         .and(tree(state))
-        .then(move |access: Access, ep: Endpoint| {
-            // The state is needed only for a token visit: no per-request
-            // clone of the shared `Arc` otherwise.
-            let st = access.token_visit.then(|| st.clone());
-            ep.run(st, access)
-        })
+        .then(move |access: Access, ep: Endpoint| ep.run(state, access))
         .recover(handle_rejection)
 }

@@ -293,6 +293,21 @@ pub async fn wait_text(ws: &mut Ws, needle: &str, timeout: Duration) -> Option<S
     }
 }
 
+/// Wait until a text frame containing each of `needles` has arrived, in any
+/// order (events from different tasks may come either way), bounded.
+pub async fn wait_texts(ws: &mut Ws, needles: &[&str], timeout: Duration) -> bool {
+    let end = tokio::time::Instant::now() + timeout;
+    let mut left: Vec<&str> = needles.to_vec();
+    while !left.is_empty() {
+        let wait = end.saturating_duration_since(tokio::time::Instant::now());
+        let Some(t) = next_text(ws, wait).await else {
+            return false;
+        };
+        left.retain(|n| !t.contains(n));
+    }
+    true
+}
+
 /// The close frame (code, reason) the server sends, bounded.
 pub async fn close_of(ws: &mut Ws, timeout: Duration) -> Option<(u16, String)> {
     let end = tokio::time::Instant::now() + timeout;
