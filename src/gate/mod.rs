@@ -2,12 +2,17 @@
 //!
 //! Every request — REST, WebSocket upgrade, static file — passes through this
 //! filter before any route sees it (`routes::routes` wraps the whole tree
-//! once). It builds [`Facts`] from the request, resolves the credential,
-//! asks the live policy for a [`Decision`](crate::policy::Decision) and either
-//! yields an [`Access`] for the route or rejects with a
+//! once). [`Intake::check`] builds [`Facts`] from the request where the
+//! accept loop holds it (`read.rs`), resolves the credential and asks the
+//! live policy for a decision; `authorize()` then either yields an
+//! [`Access`] for the route or rejects with a
 //! [`Denied`](crate::reject::Denied) that `reject::handle_rejection` turns
 //! into the JSON of SPEC §2.4. There is no second path for WebSockets: an
 //! upgrade is a `GET` with `transport: ws` in its facts, nothing more.
+//!
+//! Why decide before warp's tree rather than in a chain of warp extractors:
+//! an extractor cannot borrow the request, so every header the gate reads
+//! would be copied on every request (SPEC §5 bounds what the gate costs).
 
 use std::cell::RefCell;
 use std::future::Future;
