@@ -20,7 +20,7 @@ use crate::state::{with_state, AppState};
 const MAX_LOGIN_BODY: u64 = 16 * 1024;
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    login(state).or(logout(state)).unify().boxed()
+    login(state).or(logout(state)).unify()
 }
 
 /// A sign-in request, as JSON or as a form.

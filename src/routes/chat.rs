@@ -61,7 +61,6 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .unify()
         .or(delete(state))
         .unify()
-        .boxed()
 }
 
 /// The JSON reply for a chat error, with the status a client can act on.

@@ -24,7 +24,7 @@ const WRITE_BATCH: usize = 64;
 const HARD_FRAME_LIMIT: usize = 4 * MAX_MESSAGE;
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    subscribe(state).or(publish(state)).unify().boxed()
+    subscribe(state).or(publish(state)).unify()
 }
 
 /// A WebSocket upgrade, or `None` for a plain request to a WebSocket route
