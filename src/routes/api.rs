@@ -11,12 +11,8 @@ use crate::state::{with_state, AppState};
 
 /// All REST routes of this file, plus the JSON 404 for other `/api/…` paths.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    let hot = healthz().or(status(state)).unify();
-    let rest = whoami(state)
-        .or(policy(state))
-        .unify()
-        .or(metrics(state))
-        .unify();
+    let hot = healthz().or(status()).unify();
+    let rest = whoami(state).or(policy()).unify().or(metrics()).unify();
     hot.or(rest).unify()
 }
 
@@ -28,11 +24,10 @@ pub fn healthz() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clon
 }
 
 /// GET /api/status
-pub fn status(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+pub fn status() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
     warp::path!("api" / "status")
         .and(warp::get())
-        .and(with_state(state))
-        .map(|state: AppState| Endpoint::sync(move |_| warp::reply::json(&status_body(&state))))
+        .map(|| Endpoint::plain(|state, _| warp::reply::json(&status_body(&state)).into_response()))
 }
 
 /// The body of `/api/status`; also used by the benchmark's bare handler.
@@ -127,38 +122,35 @@ fn probe(state: &AppState, a: &Access, path: String, transport: Transport) -> se
 }
 
 /// GET /api/policy
-pub fn policy(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    warp::path!("api" / "policy")
-        .and(warp::get())
-        .and(with_state(state))
-        .map(|state: AppState| {
-            Endpoint::sync(move |_| warp::reply::json(&state.policy().compiled.effective()))
+pub fn policy() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("api" / "policy").and(warp::get()).map(|| {
+        Endpoint::plain(|state, _| {
+            warp::reply::json(&state.policy().compiled.effective()).into_response()
         })
+    })
 }
 
 /// GET /metrics
-pub fn metrics(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state(state))
-        .map(|state: AppState| {
-            Endpoint::sync(move |_| {
-                let m = &state.metrics;
-                m.websockets.clear();
-                for (route, n) in state.conns.by_route() {
-                    m.websockets
-                        .get_or_create(&crate::metrics::RouteLabels { route })
-                        .set(n as i64);
-                }
-                m.chat_sessions.set(state.chat.running() as i64);
-                let body = m.encode();
-                warp::reply::with_header(
-                    body,
-                    "content-type",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )
-            })
+pub fn metrics() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::path!("metrics").and(warp::get()).map(|| {
+        Endpoint::plain(|state, _| {
+            let m = &state.metrics;
+            m.websockets.clear();
+            for (route, n) in state.conns.by_route() {
+                m.websockets
+                    .get_or_create(&crate::metrics::RouteLabels { route })
+                    .set(n as i64);
+            }
+            m.chat_sessions.set(state.chat.running() as i64);
+            let body = m.encode();
+            warp::reply::with_header(
+                body,
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .into_response()
         })
+    })
 }
 
 /// Any other `/api/…` path the gate let through: a JSON 404.

@@ -43,6 +43,9 @@ pub struct Endpoint(Handler);
 /// A synchronous handler is kept apart from an async one so that answering
 /// it costs no boxed future: `/api/status` and friends are on the hot path.
 enum Handler {
+    /// Needs nothing but the server's state: a plain function, nothing to
+    /// allocate for it on every request.
+    Plain(fn(AppState, Access) -> Response),
     Sync(Box<dyn FnOnce(Access) -> Response + Send>),
     Async(Box<dyn FnOnce(Access) -> BoxFuture + Send>),
 }
@@ -58,6 +61,12 @@ impl Endpoint {
         Endpoint(Handler::Async(Box::new(move |a| {
             Box::pin(async move { f(a).await.into_response() })
         })))
+    }
+
+    /// An endpoint from a function of the server's state and the caller's
+    /// [`Access`] (no captures).
+    pub fn plain(f: fn(AppState, Access) -> Response) -> Self {
+        Endpoint(Handler::Plain(f))
     }
 
     /// An endpoint from a synchronous handler.
@@ -77,6 +86,7 @@ impl Endpoint {
             return Either::Left(ready(auth::token_visit(&state, &access)));
         }
         match self.0 {
+            Handler::Plain(f) => Either::Left(ready(f(state, access))),
             Handler::Sync(f) => Either::Left(ready(f(access))),
             Handler::Async(f) => Either::Right(f(access)),
         }
