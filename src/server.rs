@@ -93,8 +93,8 @@ where
 /// A service called by reference, once per request, without cloning it.
 ///
 /// Calling a tower service takes `&mut self`, and cloning a warp service
-/// clones every `AppState` its routes hold: an atomic increment (and a
-/// decrement after) on a count that every core shares, dozens per request.
+/// copies its whole route tree, bumping every `Arc` inside it (a boxed
+/// route group, `warp::fs`'s paths) on counts that every core shares.
 /// [`serve`] clones its handler once per connection; this lets that copy be
 /// called for each request of the connection as it is.
 pub struct PerConnection<S>(RefCell<S>);
