@@ -146,7 +146,7 @@ impl State {
 
     /// The policy in force. Callers hold it for the whole decision, so a
     /// reload in the middle never changes a decision half-way (the guard is
-    /// for short use; keep an `Arc` by cloning it).
+    /// for short use; across an `.await`, take [`Self::policy_arc`]).
     pub fn policy(&self) -> arc_swap::Guard<Arc<LivePolicy>> {
         self.live.load()
     }

@@ -85,7 +85,7 @@ fn parse_host(h: &str) -> Option<(HostRef<'_>, Option<u16>)> {
     }
 }
 
-/// One to five digits, at most 65535 (what [`parse_port`] accepts).
+/// One to five digits, at most 65535: a port, checked without parsing it.
 fn valid_port(p: &[u8]) -> bool {
     (1..=5).contains(&p.len())
         && p.iter().all(u8::is_ascii_digit)
@@ -93,10 +93,7 @@ fn valid_port(p: &[u8]) -> bool {
 }
 
 fn parse_port(p: &str) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    p.parse().ok()
+    valid_port(p.as_bytes()).then(|| p.parse().ok()).flatten()
 }
 
 /// Dot-separated labels of letters, digits, `-`, `_`; no empty label, none
@@ -359,11 +356,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn valid_ports_are_what_parse_port_accepts() {
+    fn valid_ports_are_the_digit_strings_a_u16_parses() {
         for p in [
             "", "0", "1", "80", "65535", "65536", "99999", "123456", "+1", "08", "1a", "00000",
         ] {
-            assert_eq!(valid_port(p.as_bytes()), parse_port(p).is_some(), "{p:?}");
+            let digits = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+            let parses = digits && p.parse::<u16>().is_ok();
+            assert_eq!(valid_port(p.as_bytes()), parses, "{p:?}");
+            assert_eq!(parse_port(p), parses.then(|| p.parse().unwrap()), "{p:?}");
         }
     }
 
