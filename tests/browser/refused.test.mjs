@@ -48,7 +48,10 @@ rules:
     const attempts = page.sockets.filter((u) => u.includes('/api/events')).length;
     await line.locator('button', { hasText: 'Retry now' }).click();
     await until(() => page.sockets.filter((u) => u.includes('/api/events')).length > attempts, 'a new attempt');
-    const denials = server.logLines().filter((l) => l.reason === 'rule_deny' && l.path.startsWith('/api/events'));
+    // The browser sees its attempt before the server's log line reaches us.
+    const logged = () => server.logLines().filter((l) => l.reason === 'rule_deny' && l.path.startsWith('/api/events'));
+    await until(() => logged().length >= 2, 'the second denial in the log');
+    const denials = logged();
     assert.ok(denials.length >= 2, `denials logged: ${denials.length}`);
     assert.equal(denials[0].rule, 'no live feed over websockets');
     await page.close();
