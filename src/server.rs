@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::conns::Close;
-use crate::gate::{Head, Intake};
+use crate::gate::{Head, Intake, Repeat};
 use crate::metrics::route_index;
 use crate::routes::routes;
 use crate::state::AppState;
@@ -60,6 +60,8 @@ pub async fn run(
 struct Gated<S> {
     state: AppState,
     svc: PerConnection<S>,
+    /// The connection's last admitted request (empty in each clone).
+    repeat: Repeat,
 }
 
 impl<S, B> Gated<S>
@@ -70,6 +72,7 @@ where
         Self {
             state,
             svc: PerConnection::new(svc),
+            repeat: Repeat::default(),
         }
     }
 
@@ -78,15 +81,17 @@ where
         peer: SocketAddr,
         req: Request,
     ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
-        let intake = Intake::check(&self.state, Head::of(peer, &req));
+        let intake = Intake::check(&self.state, &self.repeat, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
-        intake.serve(self.svc.call(req)).map(move |answer| {
-            if let Ok(res) = &answer {
-                state.metrics.request(route, res.status().as_u16());
-            }
-            answer
-        })
+        intake
+            .serve(Box::pin(self.svc.call(req)))
+            .map(move |answer| {
+                if let Ok(res) = &answer {
+                    state.metrics.request(route, res.status().as_u16());
+                }
+                answer
+            })
     }
 }
 

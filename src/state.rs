@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -75,14 +76,20 @@ pub struct LivePolicy {
     pub loaded_at: SystemTime,
     /// Its decisions counted (see [`crate::metrics::Metrics::decision`]).
     pub counters: DecisionCounters,
+    /// Unique to this policy in the process: what a decision remembered by
+    /// [`crate::gate::Repeat`] was made under. A number, not the policy's
+    /// address, which a later policy may reuse.
+    pub generation: u64,
 }
 
 impl LivePolicy {
     pub fn new(compiled: CompiledPolicy) -> Self {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(0);
         Self {
             counters: DecisionCounters::new(&compiled),
             compiled,
             loaded_at: SystemTime::now(),
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
         }
     }
 }

@@ -17,7 +17,9 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use warp::{Filter, Rejection};
 
@@ -26,9 +28,11 @@ use crate::reject::Denied;
 use crate::state::{AppState, LivePolicy};
 
 mod read;
+mod repeat;
 
 use read::{internal_allowed, read};
 pub use read::{Head, Read};
+pub use repeat::Repeat;
 
 /// The credential a request presented, kept so an open WebSocket can be
 /// decided again after a reload (a revoked token must close its sockets).
@@ -64,9 +68,13 @@ pub struct Access {
     /// A browser opened a page with a valid `?token=`: the route is replaced
     /// by a redirect that sets the session cookie and drops the token.
     pub token_visit: bool,
-    /// What the decision was made on. Boxed: an `Access` is moved through
-    /// every future of the route tree, and small moves are cheap ones.
-    read: Box<Read>,
+    /// What the decision was made on. Behind a pointer: an `Access` is
+    /// moved through every future of the route tree, and small moves are
+    /// cheap ones; shared, so a connection's [`Repeat`] can hand it out again.
+    read: Arc<Read>,
+    /// The deciding rule's place in the policy it was decided under, to
+    /// count a repeated decision without deciding it again.
+    index: Option<usize>,
 }
 
 impl Access {
@@ -97,37 +105,80 @@ impl Access {
 pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
     warp::any().and_then(|| {
         let decided = DECIDED
-            .try_with(|d| d.borrow_mut().take())
-            .ok()
-            .flatten()
+            .with(|d| d.borrow_mut().take())
             .unwrap_or_else(|| Err(Denied::unread()));
         std::future::ready(decided.map_err(warp::reject::custom))
     })
 }
 
-tokio::task_local! {
-    /// The gate's decision on the request this task is answering, from
-    /// [`Intake::serve`] to [`authorize`]. A task-local rather than a
-    /// request extension: an extension costs three allocations and a hash
-    /// map insert on every request.
-    static DECIDED: RefCell<Option<Result<Access, Denied>>>;
+thread_local! {
+    /// The gate's decision on the request being polled on this thread, from
+    /// [`Served`] to [`authorize`], for the length of one poll. A
+    /// thread-local set around the first poll only rather than a tokio
+    /// task-local (which moves its value in and out on every poll) or a
+    /// request extension (three allocations and a hash map insert).
+    static DECIDED: RefCell<Option<Result<Access, Denied>>> = const { RefCell::new(None) };
 }
 
 /// The gate's decision on one request, on its way to [`authorize`].
 pub struct Intake(Result<Access, Denied>);
 
 impl Intake {
-    /// Read the facts of `head` and decide them under the live policy.
-    pub fn check(state: &AppState, head: Head<'_>) -> Self {
+    /// Read the facts of `head` and decide them under the live policy, or
+    /// let the head in again as its connection's [`Repeat`] remembers it.
+    pub fn check(state: &AppState, repeat: &Repeat, head: Head<'_>) -> Self {
         let live = state.policy();
+        if let Some(access) = repeat.recall(state, &live, &head) {
+            return Self(Ok(access));
+        }
         let decided = read(state, &live.compiled, head).and_then(|r| decide(state, &live, r));
+        if let Ok(access) = &decided {
+            repeat.remember(&live, access);
+        }
         Self(decided)
     }
 
     /// Answer the request with `answer`, the route tree's future for it,
-    /// polled where [`authorize`] finds this decision.
-    pub fn serve<F: Future>(self, answer: F) -> impl Future<Output = F::Output> {
-        DECIDED.scope(RefCell::new(Some(self.0)), answer)
+    /// whose first poll finds this decision where [`authorize`] looks.
+    pub fn serve<F: Future>(self, answer: F) -> Served<F> {
+        Served {
+            decided: Some(self.0),
+            answer,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route tree's future for one request, with the gate's decision
+    /// for its first poll: warp runs every filter of the tree, `authorize()`
+    /// first, when the tree's future is first polled. A decision that
+    /// `authorize()` did not take then is dropped, so a later look finds
+    /// none and refuses (fails closed).
+    pub struct Served<F> {
+        decided: Option<Result<Access, Denied>>,
+        #[pin]
+        answer: F,
+    }
+}
+
+impl<F: Future> Future for Served<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(decided) = this.decided.take() else {
+            return this.answer.poll(cx);
+        };
+        /// Puts back what the thread-local held, also if the poll panics.
+        struct Restore(Option<Result<Access, Denied>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let before = self.0.take();
+                DECIDED.with(|d| *d.borrow_mut() = before);
+            }
+        }
+        let _restore = Restore(DECIDED.with(|d| d.borrow_mut().replace(decided)));
+        this.answer.poll(cx)
     }
 }
 
@@ -213,7 +264,7 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Box<Read>) -> Result<Access, Denied> {
+fn decide(state: &AppState, live: &LivePolicy, read: Arc<Read>) -> Result<Access, Denied> {
     let policy = &live.compiled;
     let r = &*read;
     let facts = &r.facts;
@@ -259,6 +310,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Box<Read>) -> Result<Access
             principal,
             rule,
             read,
+            index,
         }),
         Err(reason) => {
             let mut d = deny(reason, rule);

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::{
     AsHeaderName, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, FORWARDED, HOST, ORIGIN,
@@ -72,7 +73,7 @@ pub(super) fn read(
     state: &AppState,
     policy: &CompiledPolicy,
     head: Head<'_>,
-) -> Result<Box<Read>, Denied> {
+) -> Result<Arc<Read>, Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -118,7 +119,7 @@ pub(super) fn read(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(Box::new(Read {
+    Ok(Arc::new(Read {
         facts: Facts {
             peer: peer_ip,
             client,

@@ -365,3 +365,57 @@ pub fn policy_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&path, text).unwrap();
     (dir, path)
 }
+
+/// One HTTP/1.1 keep-alive connection from `local`, for requests that must
+/// share a connection (each `reqwest` request may take another from its pool).
+pub struct Kept {
+    io: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl Kept {
+    pub async fn open(local: &str, addr: SocketAddr) -> Kept {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(local.parse().unwrap(), 0))
+            .unwrap();
+        let stream = sock.connect(addr).await.unwrap();
+        Kept {
+            io: tokio::io::BufReader::new(stream),
+        }
+    }
+
+    /// `GET path` with `headers` (Host is added); the status and the body.
+    /// Panics if the server closes the connection or takes over 10 s.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let addr = self.io.get_ref().peer_addr().unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let answer = async {
+            self.io.get_mut().write_all(req.as_bytes()).await.unwrap();
+            let mut line = String::new();
+            self.io.read_line(&mut line).await.unwrap();
+            let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            let mut length = 0;
+            loop {
+                line.clear();
+                self.io.read_line(&mut line).await.unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                let (k, v) = line.split_once(':').unwrap();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            self.io.read_exact(&mut body).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("no answer on the kept connection")
+    }
+}

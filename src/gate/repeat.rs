@@ -1,0 +1,336 @@
+//! A connection's last admitted request, let in again without being read
+//! and decided anew when the next one is the same, byte for byte.
+//!
+//! Why: a keep-alive client (a script polling `/api/status`, the UI's own
+//! polling, a monitoring probe) sends the same request head again and
+//! again, and reading it, hashing its token and running the rules is most
+//! of what the gate costs (SPEC §5 bounds it at 5 % of a request).
+//!
+//! Why this is the same decision: a decision depends on the TCP peer, the
+//! request head and the policy, and on state that changes with time: the
+//! failure limiter (tokens) and the session store (cookies). The key is the
+//! whole head (method, target, every header line in order) and the peer;
+//! the policy must be the very one (its generation); and a hit still asks
+//! the limiter and the session store, as [`super::decide`] would. Only
+//! admissions are remembered: every refusal is decided, logged and
+//! announced afresh. Neither a bad credential (it must count towards the
+//! limiter) nor a chat child's internal one (valid only while its session
+//! runs) is remembered. Decisions of a hit are counted in the metrics like
+//! any other.
+//!
+//! The key holds the request's token, so it is compared in time that
+//! depends on lengths only, and is bounded ([`MAX_KEY`]) so a connection
+//! keeps at most a few KiB for it.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use super::{Access, Head, Presented};
+use crate::policy::{Credential, Principal};
+use crate::state::{AppState, LivePolicy};
+
+/// The longest request head remembered (the key's bytes); longer ones are
+/// decided every time, and the buffers shrink back.
+pub const MAX_KEY: usize = 4096;
+
+/// One connection's memory of its last admitted request. Not shared: each
+/// connection's handler has its own (see `server::Gated`), and cloning
+/// gives an empty one.
+#[derive(Default)]
+pub struct Repeat(RefCell<Inner>);
+
+impl Clone for Repeat {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The head being checked: built by [`Repeat::recall`], kept by
+    /// [`Repeat::remember`].
+    scratch: Vec<u8>,
+    /// Whether `scratch` holds the current request's key (not too long).
+    ready: bool,
+    last: Option<Last>,
+}
+
+struct Last {
+    key: Vec<u8>,
+    generation: u64,
+    access: Access,
+}
+
+impl Repeat {
+    /// The admission of the last request again, if `head` is the same
+    /// request under the same policy and the credential still holds.
+    pub fn recall(&self, state: &AppState, live: &LivePolicy, head: &Head<'_>) -> Option<Access> {
+        let mut inner = self.0.borrow_mut();
+        let inner = &mut *inner;
+        if let Some(last) = &inner.last {
+            if last.generation == live.generation
+                && matches(&last.key, head)
+                && still_holds(state, live, &last.access)
+            {
+                inner.ready = false;
+                let a = &last.access;
+                state
+                    .metrics
+                    .decision(&live.counters, &live.compiled, a.index, Ok(()));
+                return Some(a.clone());
+            }
+        }
+        inner.ready = key(&mut inner.scratch, head);
+        None
+    }
+
+    /// Remember `access`, the decision on the head [`Self::recall`] was
+    /// last asked about, if it may be repeated.
+    pub fn remember(&self, live: &LivePolicy, access: &Access) {
+        let mut inner = self.0.borrow_mut();
+        let inner = &mut *inner;
+        if !inner.ready || !repeatable(access) {
+            return;
+        }
+        let key = match inner.last.take() {
+            Some(last) => std::mem::replace(&mut inner.scratch, last.key),
+            None => std::mem::take(&mut inner.scratch),
+        };
+        inner.ready = false;
+        inner.last = Some(Last {
+            key,
+            generation: live.generation,
+            access: access.clone(),
+        });
+    }
+}
+
+/// Whether an admission may be repeated for the same head: not on a bad
+/// credential (each one counts towards the limiter) nor on a chat child's
+/// internal one (it lapses when its session ends, with no policy change).
+fn repeatable(a: &Access) -> bool {
+    match &a.facts().credential {
+        Credential::Invalid => false,
+        Credential::Valid(Principal::Internal { .. }) => false,
+        Credential::Valid(_) | Credential::None => true,
+    }
+}
+
+/// What [`super::decide`] would ask of the server's state again: a token's
+/// client not held back by the failure limiter, a cookie's session still
+/// signed in as the same user.
+fn still_holds(state: &AppState, live: &LivePolicy, a: &Access) -> bool {
+    match a.presented() {
+        Presented::Token(_) => state
+            .limiter
+            .blocked(a.facts().client, live.compiled.auth_failures_per_minute())
+            .is_none(),
+        Presented::Cookie(id) => match &a.facts().credential {
+            Credential::Valid(p) => state.sessions.get(id).as_ref() == Some(p),
+            _ => state.sessions.get(id).is_none(),
+        },
+        Presented::None | Presented::Forwarded(_) => true,
+    }
+}
+
+/// Visit the fields of the key of `head`: the peer, then method, target
+/// and every header line in order. Keys are the fields as a length and its
+/// bytes each, so no two heads share a key.
+fn fields(head: &Head<'_>, mut visit: impl FnMut(&[u8])) {
+    match head.peer {
+        SocketAddr::V4(a) => visit(&a.ip().octets()),
+        SocketAddr::V6(a) => visit(&a.ip().octets()),
+    }
+    visit(&head.peer.port().to_ne_bytes());
+    visit(head.method.as_str().as_bytes());
+    let uri = head.uri;
+    visit(uri.scheme_str().map_or(&b"\xff"[..], str::as_bytes));
+    visit(
+        uri.authority()
+            .map_or(&b"\xff"[..], |a| a.as_str().as_bytes()),
+    );
+    visit(
+        uri.path_and_query()
+            .map_or(&b""[..], |p| p.as_str().as_bytes()),
+    );
+    for (name, value) in head.headers {
+        visit(name.as_str().as_bytes());
+        visit(value.as_bytes());
+    }
+}
+
+/// Write the key of `head` into `out`; `false` (and `out` empty) when it
+/// would be longer than [`MAX_KEY`].
+fn key(out: &mut Vec<u8>, head: &Head<'_>) -> bool {
+    out.clear();
+    fields(head, |b| {
+        if out.len() <= MAX_KEY {
+            out.extend_from_slice(&(b.len() as u32).to_ne_bytes());
+            out.extend_from_slice(b);
+        }
+    });
+    if out.len() > MAX_KEY {
+        out.clear();
+        out.shrink_to(MAX_KEY);
+        return false;
+    }
+    true
+}
+
+/// Whether `key` is the key of `head`, found without writing the key out
+/// (a repeat is the common case): [`same`], field by field.
+fn matches(key: &[u8], head: &Head<'_>) -> bool {
+    let mut rest = key;
+    let mut fits = true;
+    let mut diff = 0;
+    fields(head, |b| {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            fits = false;
+            return;
+        };
+        if !fits || u32::from_ne_bytes(*len) as usize != b.len() || tail.len() < b.len() {
+            fits = false;
+            return;
+        }
+        let (stored, tail) = tail.split_at(b.len());
+        diff |= difference(stored, b);
+        rest = tail;
+    });
+    fits && rest.is_empty() && std::hint::black_box(diff) == 0
+}
+
+/// Whether two keys are equal, in time that depends on their lengths only:
+/// a key holds a token, and a proxy may carry several users' requests on
+/// one connection.
+#[cfg(test)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && std::hint::black_box(difference(a, b)) == 0
+}
+
+/// Zero when the equally long `a` and `b` are equal; the bytes are all
+/// read whatever they hold (constant time for a given length).
+fn difference(a: &[u8], b: &[u8]) -> u64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut diff = 0u64;
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in a8.remainder().iter().zip(b8.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    for (x, y) in a8.zip(b8) {
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+        diff |= word(x) ^ word(y);
+    }
+    diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_as_bytes_do() {
+        let long: Vec<u8> = (0..=255).collect();
+        for (a, b) in [
+            (&b""[..], &b""[..]),
+            (b"abcdefgh", b"abcdefgh"),
+            (b"abcdefgh", b"abcdefgx"),
+            (b"abcdefghi", b"abcdefghj"),
+            (b"xbcdefghi", b"abcdefghi"),
+            (b"abc", b"abcd"),
+            (&long[..], &long[..]),
+        ] {
+            assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+        }
+        let mut other = long.clone();
+        for i in 0..other.len() {
+            other[i] ^= 1;
+            assert!(!same(&long, &other), "byte {i}");
+            other[i] ^= 1;
+        }
+    }
+
+    /// [`matches`] finds exactly the key [`key`] writes.
+    fn matched(key: &[u8], req: &http::Request<()>, peer: &str) -> bool {
+        matches(key, &Head::of(peer.parse().unwrap(), req))
+    }
+
+    fn head_key(req: &http::Request<()>, peer: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        key(&mut out, &Head::of(peer.parse().unwrap(), req)).then_some(out)
+    }
+
+    #[test]
+    fn every_part_of_the_head_is_in_the_key() {
+        let req = |f: &dyn Fn(http::request::Builder) -> http::request::Builder| {
+            f(http::Request::builder()
+                .uri("/api/status?x=1")
+                .header("host", "a.lan")
+                .header("authorization", "Bearer t"))
+            .body(())
+            .unwrap()
+        };
+        let base = head_key(&req(&|b| b), "127.0.0.1:5000").unwrap();
+        assert_eq!(
+            Some(&base),
+            head_key(&req(&|b| b), "127.0.0.1:5000").as_ref()
+        );
+        let differ: Vec<Option<Vec<u8>>> = vec![
+            head_key(&req(&|b| b), "127.0.0.2:5000"),
+            head_key(&req(&|b| b), "127.0.0.1:5001"),
+            head_key(&req(&|b| b.method("HEAD")), "127.0.0.1:5000"),
+            head_key(&req(&|b| b.uri("/api/status?x=2")), "127.0.0.1:5000"),
+            head_key(
+                &req(&|b| b.uri("http://a.lan/api/status?x=1")),
+                "127.0.0.1:5000",
+            ),
+            head_key(
+                &req(&|b| b.header("authorization", "Bearer u")),
+                "127.0.0.1:5000",
+            ),
+            head_key(
+                &req(&|b| b.header("x-forwarded-for", "10.0.0.1")),
+                "127.0.0.1:5000",
+            ),
+        ];
+        for (i, k) in differ.iter().enumerate() {
+            assert_ne!(k.as_ref(), Some(&base), "variant {i}");
+        }
+        assert!(matched(&base, &req(&|b| b), "127.0.0.1:5000"));
+        assert!(!matched(&base, &req(&|b| b), "127.0.0.2:5000"));
+        assert!(!matched(
+            &base,
+            &req(&|b| b.uri("/api/status?x=2")),
+            "127.0.0.1:5000"
+        ));
+        assert!(!matched(
+            &base,
+            &req(&|b| b.header("a", "b")),
+            "127.0.0.1:5000"
+        ));
+        assert!(!matched(
+            &base[..base.len() - 1],
+            &req(&|b| b),
+            "127.0.0.1:5000"
+        ));
+        let mut flipped = base.clone();
+        for i in 0..flipped.len() {
+            flipped[i] ^= 0x10;
+            assert!(
+                !matched(&flipped, &req(&|b| b), "127.0.0.1:5000"),
+                "byte {i}"
+            );
+            flipped[i] ^= 0x10;
+        }
+    }
+
+    #[test]
+    fn long_heads_are_not_remembered() {
+        let big = "x".repeat(MAX_KEY);
+        let req = http::Request::builder()
+            .uri("/api/status")
+            .header("x-big", big)
+            .body(())
+            .unwrap();
+        assert_eq!(head_key(&req, "127.0.0.1:1"), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The gate's memory of a connection's last admitted request
+//! (`gate::Repeat`): the same request again on a kept-alive connection is
+//! let in without being decided anew, but never past a policy reload, a
+//! signed-out session or the failure limiter, and it is still counted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const T: Duration = Duration::from_secs(5);
+
+const OPEN: &str = "version: 1\nrules:\n  - name: open to all\n    action: allow\n";
+const CLOSED: &str = "version: 1\nrules:\n  - name: status closed\n    paths: [/api/status]\n    action: deny\n  - name: the rest\n    action: allow\n";
+
+/// A policy with a named token and a low failure limit.
+fn with_token(limit: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    let hash = hex::encode(Sha256::digest(b"ci-token-123"));
+    policy_file(&format!(
+        "version: 1\nextends: secure\ncredentials:\n  tokens:\n    - {{ name: ci, sha256: \"{hash}\" }}\nlimits:\n  auth_failures_per_minute: {limit}\n"
+    ))
+}
+
+/// Poll `path` from fresh connections until it answers `want`.
+async fn until(s: &Server, path: &str, want: u16) {
+    let deadline = Instant::now() + T;
+    loop {
+        let st = http().get(s.url(path)).send().await.unwrap().status();
+        if st.as_u16() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never answered {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reload_decides_the_same_request_anew() {
+    let (_d, path) = policy_file(OPEN);
+    let s = launch().policy(&path).start();
+    let mut kept = Kept::open("127.0.0.1", s.addr).await;
+    for _ in 0..3 {
+        assert_eq!(kept.get("/api/status", &[]).await.0, 200);
+    }
+    std::fs::write(&path, CLOSED).unwrap();
+    s.signal("HUP");
+    until(&s, "/api/status", 403).await;
+    let (st, body) = kept.get("/api/status", &[]).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("status closed"), "{body}");
+}
+
+#[tokio::test]
+async fn a_signed_out_session_is_not_let_in_again() {
+    let s = launch().start();
+    let token = s.token.clone().unwrap();
+    let r = http()
+        .post(s.url("/api/login"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let mut kept = Kept::open("127.0.0.1", s.addr).await;
+    for _ in 0..3 {
+        assert_eq!(kept.get("/api/whoami", &[("cookie", &cookie)]).await.0, 200);
+    }
+    let out = http()
+        .post(s.url("/api/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let (st, body) = kept.get("/api/whoami", &[("cookie", &cookie)]).await;
+    assert_eq!(st, 401, "{body}");
+}
+
+#[tokio::test]
+async fn a_held_back_address_is_held_back_on_a_kept_connection() {
+    let (_d, path) = with_token(2);
+    let s = launch().policy(&path).start();
+    let good = [("authorization", "Bearer ci-token-123")];
+    let mut kept = Kept::open("127.0.0.2", s.addr).await;
+    for _ in 0..3 {
+        assert_eq!(kept.get("/api/status", &good).await.0, 200);
+    }
+    for _ in 0..2 {
+        let r = http_from("127.0.0.2")
+            .get(s.url("/api/status"))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let (st, body) = kept.get("/api/status", &good).await;
+    assert_eq!(st, 429, "{body}");
+    // Another address is not held back, kept connection or not.
+    let mut other = Kept::open("127.0.0.3", s.addr).await;
+    assert_eq!(other.get("/api/status", &good).await.0, 200);
+    assert_eq!(other.get("/api/status", &good).await.0, 200);
+}
+
+/// A bad token let in anonymously by an `allow` rule still counts towards
+/// the limit each time: such admissions are not remembered.
+#[tokio::test]
+async fn bad_tokens_are_decided_and_counted_every_time() {
+    let (_d, path) = with_token(3);
+    let s = launch().policy(&path).start();
+    let bad = [("authorization", "Bearer nope")];
+    let mut kept = Kept::open("127.0.0.2", s.addr).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(kept.get("/healthz", &bad).await.0);
+    }
+    assert_eq!(answers, [200, 200, 200, 429]);
+}
+
+#[tokio::test]
+async fn repeated_admissions_are_counted_like_any_other() {
+    let (_d, path) = policy_file(OPEN);
+    let s = launch().policy(&path).start();
+    let count = || async {
+        let text = http()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| {
+                l.starts_with("dashgate_decisions_total{rule=\"open to all\"")
+                    && l.contains("outcome=\"allowed\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = count().await;
+    let mut kept = Kept::open("127.0.0.1", s.addr).await;
+    for _ in 0..25 {
+        assert_eq!(kept.get("/api/status", &[]).await.0, 200);
+    }
+    // The 25 and the /metrics request that reads the count.
+    assert_eq!(count().await - before, 26);
+}
