@@ -143,6 +143,8 @@ pub struct Metrics {
     pub event_deliveries: Counter,
     pub event_drops: Counter,
     pub event_publishes: Counter,
+    /// Admissions repeated for a connection's same request (`gate::Repeat`).
+    pub gate_repeats: Count,
     request_counters: Found<{ STATUSES.len() }>,
 }
 
@@ -159,6 +161,7 @@ impl Default for Metrics {
             event_deliveries: Counter::default(),
             event_drops: Counter::default(),
             event_publishes: Counter::default(),
+            gate_repeats: Count::default(),
             request_counters: Found::new(ROUTES.len()),
             registry: Registry::default(),
         };
@@ -206,6 +209,11 @@ impl Default for Metrics {
             "event_publishes",
             "Event messages published",
             m.event_publishes.clone(),
+        );
+        registry.register(
+            "gate_repeats",
+            "Admissions of a connection's same request again, not decided anew (also counted in decisions)",
+            m.gate_repeats.clone(),
         );
         Self { registry, ..m }
     }

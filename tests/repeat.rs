@@ -120,32 +120,65 @@ async fn bad_tokens_are_decided_and_counted_every_time() {
     assert_eq!(answers, [200, 200, 200, 429]);
 }
 
+/// A counter of `/metrics` (0 when absent).
+async fn metric(s: &Server, prefix: &str) -> u64 {
+    let text = http()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+const ALLOWED: &str =
+    "dashgate_decisions_total{rule=\"open to all\",action=\"allow\",outcome=\"allowed\"}";
+const REPEATS: &str = "dashgate_gate_repeats_total";
+
 #[tokio::test]
 async fn repeated_admissions_are_counted_like_any_other() {
     let (_d, path) = policy_file(OPEN);
     let s = launch().policy(&path).start();
-    let count = || async {
-        let text = http()
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| {
-                l.starts_with("dashgate_decisions_total{rule=\"open to all\"")
-                    && l.contains("outcome=\"allowed\"")
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let before = count().await;
+    let (before, repeats) = (metric(&s, ALLOWED).await, metric(&s, REPEATS).await);
     let mut kept = Kept::open("127.0.0.1", s.addr).await;
     for _ in 0..25 {
         assert_eq!(kept.get("/api/status", &[]).await.0, 200);
     }
-    // The 25 and the /metrics request that reads the count.
-    assert_eq!(count().await - before, 26);
+    // The 25, and the two /metrics requests after the first.
+    assert_eq!(metric(&s, ALLOWED).await - before, 27);
+    // The first of the 25 was decided; the other 24 were repeats.
+    assert_eq!(metric(&s, REPEATS).await - repeats, 24);
+}
+
+/// Numbered requests are each decided; once the same request comes again
+/// and again, the connection's repeats are found again (within two
+/// samples of the back-off).
+#[tokio::test]
+async fn numbered_requests_are_decided_and_repeats_found_again() {
+    let (_d, path) = policy_file(OPEN);
+    let s = launch().policy(&path).start();
+    let start = metric(&s, REPEATS).await;
+    let mut kept = Kept::open("127.0.0.1", s.addr).await;
+    for n in 0..40 {
+        let id = n.to_string();
+        assert_eq!(
+            kept.get("/api/status", &[("x-request-id", &id)]).await.0,
+            200
+        );
+    }
+    assert_eq!(
+        metric(&s, REPEATS).await,
+        start,
+        "no numbered request repeats"
+    );
+    for _ in 0..48 {
+        assert_eq!(kept.get("/api/status", &[]).await.0, 200);
+    }
+    let found = metric(&s, REPEATS).await - start;
+    assert!((16..=47).contains(&found), "{found} repeats of 48");
 }

@@ -36,6 +36,10 @@ pub struct Target {
     pub path: String,
     /// Extra request headers (the credential).
     pub headers: Vec<(String, String)>,
+    /// Make every request's head differ from the one before (an
+    /// `X-Request-Id: <n>` header), as a client that numbers its requests
+    /// does: the gate then decides each one afresh (`gate::Repeat`).
+    pub fresh: bool,
 }
 
 /// Send `total` requests over `conns` connections (at most `limit` long).
@@ -69,8 +73,15 @@ pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> R
             };
             let driver = tokio::spawn(conn);
             let host = t.addr.to_string();
-            while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total || Instant::now() >= deadline {
+                    break;
+                }
                 let mut req = http::Request::get(t.path.as_str()).header("host", host.as_str());
+                if t.fresh {
+                    req = req.header("x-request-id", n);
+                }
                 for (k, v) in &t.headers {
                     req = req.header(k.as_str(), v.as_str());
                 }

@@ -9,11 +9,15 @@ use crate::policy::Transport;
 use crate::reject::error_reply;
 use crate::state::{with_state, AppState};
 
-/// All REST routes of this file, plus the JSON 404 for other `/api/…` paths.
+/// The routes polled most (dashboards and probes poll status and health),
+/// which the tree tries first.
+pub fn hot() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    status().or(healthz()).unify()
+}
+
+/// The other REST routes of this file.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
-    let hot = healthz().or(status()).unify();
-    let rest = whoami(state).or(policy()).unify().or(metrics()).unify();
-    hot.or(rest).unify()
+    whoami(state).or(policy()).unify().or(metrics()).unify()
 }
 
 /// GET /healthz

@@ -133,11 +133,13 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
 ///
 /// `or` tries left to right whatever the grouping, so the tree is grouped
 /// in pairs: each level of nesting is a future every request polls through.
+/// The routes polled most come first, one level deep.
 fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
     let api_auth = api::routes(state).or(auth::routes(state)).unify();
     let channels = events::routes(state).or(chat::routes(state)).unify();
     let rest = api::not_found().or(web::routes(state)).unify();
-    api_auth.or(channels).unify().or(rest).unify()
+    let others = api_auth.or(channels).unify().or(rest).unify();
+    api::hot().or(others).unify()
 }
 
 /// The whole application: the gate, then the tree, then the one rejection
