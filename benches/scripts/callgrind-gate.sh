@@ -8,7 +8,8 @@
 # stay in $OUT for callgrind_annotate. Instruction counts do not depend on
 # what else the machine is doing, which wall-clock figures do.
 #
-# Usage: benches/scripts/callgrind-gate.sh [N]   (after `cargo bench --bench load --no-run`)
+# Usage: [FRESH=1] [VARIANTS='bare secure'] benches/scripts/callgrind-gate.sh [N]
+#        (after `cargo bench --bench load --no-run`)
 set -euo pipefail
 N=${1:-2000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,10 +30,14 @@ port() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$OUT/ports"; }
 drive() {
     local cfg="$OUT/curl.cfg"
     : > "$cfg"
-    for _ in $(seq 1 "$2"); do
+    for i in $(seq 1 "$2"); do
+        [ "$i" -gt 1 ] && printf 'next\n' >> "$cfg"
         printf 'url = "http://127.0.0.1:%s/api/status"\noutput = /dev/null\n' "$1" >> "$cfg"
+        printf 'header = "Authorization: Bearer %s"\n' "$TOKEN" >> "$cfg"
+        # FRESH=1: every request a new head, so the gate decides each one.
+        [ -n "${FRESH:-}" ] && printf 'header = "X-Request-Id: %s"\n' "$i" >> "$cfg"
     done
-    curl -s -H "Authorization: Bearer $TOKEN" -K "$cfg"
+    curl -s -K "$cfg"
 }
 for v in ${VARIANTS:-bare secure blocklist}; do drive "$(port $v)" 200; done
 callgrind_control -z $VG > /dev/null 2>&1

@@ -143,11 +143,13 @@ impl Spelled {
             Some(i) => (&b[..i], Some(&b[i + 1..])),
             None => (b, None),
         };
+        // Entries are lower case, as nearly every Host header is: a plain
+        // compare first (one `memcmp`), byte-wise case folding only if not.
         port.is_none_or(valid_port)
             && self
                 .0
                 .iter()
-                .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
+                .any(|s| s.as_bytes() == name || s.as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
