@@ -131,7 +131,8 @@ impl Intake {
         if let Some(access) = repeat.recall(state, &live, &head) {
             return Self(Ok(access));
         }
-        let decided = read(state, &live.compiled, head).and_then(|r| decide(state, &live, r));
+        let decided =
+            read(state, &live.compiled, repeat, head).and_then(|r| decide(state, &live, r));
         if let Ok(access) = &decided {
             repeat.remember(&live, access);
         }

@@ -17,8 +17,10 @@ use http::header::{
 use http::uri::Authority;
 use http::HeaderMap;
 
-use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
-use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
+use super::{
+    audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented, Repeat,
+};
+use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, Transport};
 use crate::reject::Denied;
 use crate::sessions;
 use crate::state::AppState;
@@ -72,6 +74,7 @@ impl std::fmt::Debug for Read {
 pub(super) fn read(
     state: &AppState,
     policy: &CompiledPolicy,
+    repeat: &Repeat,
     head: Head<'_>,
 ) -> Result<Arc<Read>, Denied> {
     let headers = head.headers;
@@ -110,7 +113,7 @@ pub(super) fn read(
     let Ok(host) = seen.host(head.uri.authority()) else {
         return Err(deny(client, Reason::HostNotAllowed));
     };
-    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
+    let presented = presented(&seen, headers, query, policy, view.peer_trusted, repeat);
     let internal = internal_allowed(peer_ip, client, path, Some(headers));
     let credential = resolve_request(state, policy, &presented, internal);
     let html = transport == Transport::Http
@@ -256,19 +259,21 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 
 /// The credential a request presents, strongest first: a bearer header,
 /// then `?token=`, then the session cookie, then a trusted proxy's
-/// forward-auth user.
+/// forward-auth user. A token is hashed once per connection while it
+/// presents the same one ([`Repeat::digest`]).
 fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
     policy: &CompiledPolicy,
     peer_trusted: bool,
+    repeat: &Repeat,
 ) -> Presented {
     if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
-        return Presented::Token(TokenDigest::of_bytes(token));
+        return Presented::Token(repeat.digest(token));
     }
     if let Some(t) = query_param(query, "token") {
-        return Presented::Token(TokenDigest::of(&t));
+        return Presented::Token(repeat.digest(t.as_bytes()));
     }
     if seen.cookie {
         for line in headers.get_all(COOKIE) {

@@ -21,12 +21,16 @@
 //! The key holds the request's token, so it is compared in time that
 //! depends on lengths only, and is bounded ([`MAX_KEY`]) so a connection
 //! keeps at most a few KiB for it.
+//!
+//! A request that is not a repeat still finds its token's digest here when
+//! the connection presented the same token before ([`Repeat::digest`]):
+//! SHA-256 of the token is the largest single cost of deciding anew.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use super::{Access, Head, Presented};
-use crate::policy::{Credential, Principal};
+use crate::policy::{Credential, Principal, TokenDigest};
 use crate::state::{AppState, LivePolicy};
 
 /// The longest request head remembered (the key's bytes); longer ones are
@@ -55,7 +59,12 @@ struct Inner {
     /// Requests in a row that were not a repeat.
     misses: u32,
     last: Option<Last>,
+    /// The last token the connection presented, and its digest.
+    token: Option<(Vec<u8>, TokenDigest)>,
 }
+
+/// The longest token whose digest is kept (longer ones are hashed each time).
+const MAX_TOKEN: usize = 1024;
 
 /// After this many requests in a row that were not a repeat (a client that
 /// numbers its requests), only every [`SAMPLE`]th is keyed: a key costs
@@ -97,6 +106,22 @@ impl Repeat {
             .decision(&live.counters, &live.compiled, a.index, Ok(()));
         state.metrics.gate_repeats.inc();
         Some(a.clone())
+    }
+
+    /// The digest of `token`, hashed once for as long as the connection
+    /// presents the same token: a client that numbers its requests sends a
+    /// new head every time, but seldom a new token. The token was in the
+    /// remembered head already; it is compared in constant time as well.
+    pub fn digest(&self, token: &[u8]) -> TokenDigest {
+        let mut inner = self.0.borrow_mut();
+        match &inner.token {
+            Some((t, digest)) if same(t, token) => *digest,
+            _ => {
+                let digest = TokenDigest::of_bytes(token);
+                inner.token = (token.len() <= MAX_TOKEN).then(|| (token.to_vec(), digest));
+                digest
+            }
+        }
     }
 
     /// Remember `access`, the decision on the head [`Self::recall`] was
@@ -284,6 +309,21 @@ mod tests {
         ];
         for (i, k) in differ.iter().enumerate() {
             assert_ne!(k.as_ref(), Some(&base), "variant {i}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_hashed_again_when_it_changes() {
+        let r = Repeat::default();
+        for t in [
+            &b"one"[..],
+            b"one",
+            b"two",
+            b"one",
+            b"",
+            &[b'x'; MAX_TOKEN + 1],
+        ] {
+            assert!(r.digest(t) == TokenDigest::of_bytes(t), "{t:?}");
         }
     }
 
