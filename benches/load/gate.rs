@@ -4,15 +4,19 @@
 //!
 //! The server side runs as a child process (this program re-executed with
 //! `DASHGATE_BENCH_ROLE=ab-server`) so the load generator does not share a
-//! runtime with it. It binds three listeners:
+//! runtime with it. It binds four listeners:
 //!
 //! * `bare`      – `status_body` mounted alone: no gate, no rejection handler;
 //! * `secure`    – the whole route tree behind the gate, `secure` preset;
 //! * `blocklist` – the same with a policy whose first rule denies a
-//!   10,000-CIDR network (every request pays a lookup that misses).
+//!   10,000-CIDR network (every request pays a lookup that misses);
+//! * `bare2`     – `bare` again, for the A/A row: the method's own noise.
 //!
 //! Every request carries `Authorization: Bearer <startup token>`, the bare
-//! one too, so the bytes on the wire are the same.
+//! one too, so the bytes on the wire are the same. `bare` and `secure` are
+//! driven twice: with the same head again on each connection (what the
+//! gate lets in as `gate::Repeat` remembers it) and with a new head on
+//! every request (`X-Request-Id: <n>`: the gate decides each one).
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -88,7 +92,7 @@ pub fn ab_server() {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let mut ports = Vec::new();
         let mut tasks = Vec::new();
-        for name in ["bare", "secure", "blocklist"] {
+        for name in ["bare", "secure", "blocklist", "bare2"] {
             let listener = TcpListener::bind(loopback).await.expect("bind");
             let bind = listener.local_addr().expect("addr");
             ports.push(format!("{name}={}", bind.port()));
@@ -109,7 +113,7 @@ pub fn ab_server() {
             };
             let st = state(bind, policy, source);
             let shutdown = stop();
-            tasks.push(if name == "bare" {
+            tasks.push(if name.starts_with("bare") {
                 let s = st;
                 let bare = warp::path!("api" / "status")
                     .and(warp::get())
@@ -217,6 +221,7 @@ pub async fn run(
         variant("blocklist", "blocklist", false),
         variant("bare-new", "bare", true),
         variant("secure-new", "secure", true),
+        variant("bare-again", "bare2", false),
     ];
     if let Some(Ok(h)) = hermes {
         vs.push(Variant {
@@ -331,6 +336,20 @@ pub async fn run(
                 )),
             );
         }
+        // A/A: the bare handler against itself on a second listener, so
+        // the table shows how far this method reads apart two things that
+        // cost the same.
+        let aa: Vec<f64> = vs[5].rps().iter().zip(&bare).map(|(a, b)| a / b).collect();
+        let aa_cost = (1.0 - median(&aa)) * 100.0;
+        t.push(
+            Row::new(
+                "the method's own noise: bare vs the same bare handler (A/A)",
+                aa_cost,
+                "%",
+                format!("{aa_cost:.1} % throughput"),
+            )
+            .note("the bare handler on a second listener of the same process, measured and computed as the rows above; a method that read no difference would give 0"),
+        );
         t.push(Row::new(
             "/api/status throughput: bare / secure / 10k-CIDR",
             median(&vs[1].rps()),
@@ -346,7 +365,7 @@ pub async fn run(
     t.section(7);
     match hermes {
         Some(Ok(_)) => {
-            let h = &vs[5];
+            let h = &vs[6];
             let ratios: Vec<f64> = vs[1]
                 .rps()
                 .iter()
@@ -372,12 +391,12 @@ pub async fn run(
             );
             t.push(Row::new(
                 "hermes 0.19.0 /api/status: p99 hermes ÷ dashgate",
-                p99[5] / p99[1],
+                p99[6] / p99[1],
                 "x",
                 format!(
                     "{:.1}× (hermes {:.2} ms vs dashgate {:.2} ms)",
-                    p99[5] / p99[1],
-                    p99[5],
+                    p99[6] / p99[1],
+                    p99[6],
                     p99[1]
                 ),
             ));
