@@ -84,6 +84,8 @@ where
         let intake = Intake::check(&self.state, &self.repeat, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
+        // Boxed: the whole tree's future is most of a kilobyte, and hyper
+        // and the wrappers here would move it several times.
         intake
             .serve(Box::pin(self.svc.call(req)))
             .map(move |answer| {
