@@ -203,21 +203,20 @@ fn fields(head: &Head<'_>, mut visit: impl FnMut(&[u8])) {
 /// would be longer than [`MAX_KEY`].
 fn key(out: &mut Vec<u8>, head: &Head<'_>) -> bool {
     out.clear();
+    let mut fits = true;
     fields(head, |b| {
-        if out.len() + b.len() < MAX_KEY {
+        fits = fits && out.len() + 2 + b.len() <= MAX_KEY;
+        if fits {
             // Fits in a `u16`: MAX_KEY does.
             out.extend_from_slice(&(b.len() as u16).to_ne_bytes());
             out.extend_from_slice(b);
-        } else {
-            out.resize(MAX_KEY + 1, 0);
         }
     });
-    if out.len() > MAX_KEY {
+    if !fits {
         out.clear();
         out.shrink_to(MAX_KEY);
-        return false;
     }
-    true
+    fits
 }
 
 /// Whether two keys are equal, in time that depends on their lengths only:
@@ -381,5 +380,12 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(head_key(&req, "127.0.0.1:1"), None);
+        let fits = http::Request::builder()
+            .uri("/api/status")
+            .header("x-big", "x".repeat(MAX_KEY - 64))
+            .body(())
+            .unwrap();
+        let key = head_key(&fits, "127.0.0.1:1").expect("a head under the bound is kept");
+        assert!(key.len() <= MAX_KEY);
     }
 }
