@@ -12,21 +12,11 @@
 #        (after `cargo bench --bench load --no-run`)
 set -euo pipefail
 N=${1:-2000}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/ab-server.sh"
 OUT=${OUT:-$ROOT/target/bench/callgrind}
-BIN=$(ls -t "$ROOT"/target/release/deps/load-* | grep -v '\.d$' | head -1)
-TOKEN=bench-token-0123456789abcdef0123456789abcdef
-mkdir -p "$OUT"
-rm -f "$OUT"/cg.* "$OUT"/ports
-mkfifo "$OUT/stdin.$$"
-DASHGATE_BENCH_ROLE=ab-server valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" \
-    "$BIN" < "$OUT/stdin.$$" > "$OUT/ports" 2> "$OUT/valgrind.log" &
-VG=$!
-exec 3> "$OUT/stdin.$$"   # keeps the child's stdin open; closing it stops the child
-rm -f "$OUT/stdin.$$"
-trap 'exec 3>&-; wait $VG 2>/dev/null || true' EXIT
-for _ in $(seq 1 240); do grep -q ports "$OUT/ports" 2>/dev/null && break; sleep 0.5; done
-port() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$OUT/ports"; }
+rm -f "$OUT"/cg.*
+start_ab_server "$OUT" 240 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p"
+VG=$CHILD
 drive() {
     local cfg="$OUT/curl.cfg"
     : > "$cfg"

@@ -10,20 +10,11 @@
 # Usage: benches/scripts/perf-gate.sh [TOP]   (after `cargo bench --bench load --no-run`)
 set -euo pipefail
 TOP=${1:-30}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/ab-server.sh"
 OUT=${OUT:-$ROOT/target/bench/perf}
-BIN=$(ls -t "$ROOT"/target/release/deps/load-* | grep -v '\.d$' | head -1)
-TOKEN=bench-token-0123456789abcdef0123456789abcdef
 SECS=6
-mkdir -p "$OUT"
-mkfifo "$OUT/stdin.$$"
-DASHGATE_BENCH_ROLE=ab-server "$BIN" < "$OUT/stdin.$$" > "$OUT/ports" 2> /dev/null &
-PID=$!
-exec 3> "$OUT/stdin.$$"   # closing it stops the child
-rm -f "$OUT/stdin.$$"
-trap 'exec 3>&-; wait $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 60); do grep -q ports "$OUT/ports" 2>/dev/null && break; sleep 0.5; done
-port() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$OUT/ports"; }
+start_ab_server "$OUT" 60
+PID=$CHILD
 for v in bare secure; do
     wrk -t1 -c32 -d$((SECS + 3))s -H "Authorization: Bearer $TOKEN" \
         "http://127.0.0.1:$(port $v)/api/status" > "$OUT/wrk-$v.txt" 2>&1 &
