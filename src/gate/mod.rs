@@ -60,24 +60,39 @@ impl std::fmt::Debug for Presented {
 }
 
 /// What the gate hands to a route: who the caller is and why it got in.
+///
+/// Shared rather than copied: an `Access` is moved through every future of
+/// the route tree (small moves are cheap ones), and a connection's
+/// [`Repeat`] hands the same admission out again. The fields are the
+/// [`Admission`]'s.
 #[derive(Debug, Clone)]
-pub struct Access {
+pub struct Access(Arc<Admission>);
+
+/// The gate's admission of one request (see [`Access`]).
+#[derive(Debug)]
+pub struct Admission {
     pub principal: Principal,
     /// The rule that allowed the request.
     pub rule: Option<Arc<str>>,
     /// A browser opened a page with a valid `?token=`: the route is replaced
     /// by a redirect that sets the session cookie and drops the token.
     pub token_visit: bool,
-    /// What the decision was made on. Behind a pointer: an `Access` is
-    /// moved through every future of the route tree, and small moves are
-    /// cheap ones; shared, so a connection's [`Repeat`] can hand it out again.
-    read: Arc<Read>,
+    /// What the decision was made on.
+    read: Read,
     /// The deciding rule's place in the policy it was decided under, to
     /// count a repeated decision without deciding it again.
     index: Option<usize>,
 }
 
-impl Access {
+impl std::ops::Deref for Access {
+    type Target = Admission;
+
+    fn deref(&self) -> &Admission {
+        &self.0
+    }
+}
+
+impl Admission {
     /// The facts the decision was made on (kept by WebSockets for re-checks).
     pub fn facts(&self) -> &Facts {
         &self.read.facts
@@ -106,8 +121,8 @@ pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clon
     warp::any().and_then(|| {
         let decided = DECIDED
             .with(|d| d.borrow_mut().take())
-            .unwrap_or_else(|| Err(Denied::unread()));
-        std::future::ready(decided.map_err(warp::reject::custom))
+            .unwrap_or_else(|| Err(Box::new(Denied::unread())));
+        std::future::ready(decided.map_err(|d| warp::reject::custom(*d)))
     })
 }
 
@@ -117,11 +132,16 @@ thread_local! {
     /// thread-local set around the first poll only rather than a tokio
     /// task-local (which moves its value in and out on every poll) or a
     /// request extension (three allocations and a hash map insert).
-    static DECIDED: RefCell<Option<Result<Access, Denied>>> = const { RefCell::new(None) };
+    static DECIDED: RefCell<Option<Decided>> = const { RefCell::new(None) };
 }
 
+/// The gate's decision on one request. Two words: it is moved from the
+/// accept loop to the route tree on every request, and a refusal is boxed
+/// on its way into warp's rejection anyway.
+type Decided = Result<Access, Box<Denied>>;
+
 /// The gate's decision on one request, on its way to [`authorize`].
-pub struct Intake(Result<Access, Denied>);
+pub struct Intake(Decided);
 
 impl Intake {
     /// Read the facts of `head` and decide them under the live policy, or
@@ -131,10 +151,11 @@ impl Intake {
         if let Some(access) = repeat.recall(state, &live, &head) {
             return Self(Ok(access));
         }
-        let decided =
-            read(state, &live.compiled, repeat, head).and_then(|r| decide(state, &live, r));
+        let decided = read(state, &live.compiled, repeat, head)
+            .and_then(|r| decide(state, &live, r))
+            .map_err(Box::new);
         if let Ok(access) = &decided {
-            repeat.remember(&live, access);
+            repeat.remember(&live, &head, access);
         }
         Self(decided)
     }
@@ -156,7 +177,7 @@ pin_project_lite::pin_project! {
     /// `authorize()` did not take then is dropped, so a later look finds
     /// none and refuses (fails closed).
     pub struct Served<F> {
-        decided: Option<Result<Access, Denied>>,
+        decided: Option<Decided>,
         #[pin]
         answer: F,
     }
@@ -171,7 +192,7 @@ impl<F: Future> Future for Served<F> {
             return this.answer.poll(cx);
         };
         /// Puts back what the thread-local held, also if the poll panics.
-        struct Restore(Option<Result<Access, Denied>>);
+        struct Restore(Option<Decided>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 let before = self.0.take();
@@ -265,9 +286,9 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Arc<Read>) -> Result<Access, Denied> {
+fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
     let policy = &live.compiled;
-    let r = &*read;
+    let r = &read;
     let facts = &r.facts;
     let deny = |reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -303,7 +324,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Arc<Read>) -> Result<Access
         state.limiter.record_failure(facts.client);
     }
     match verdict {
-        Ok(principal) => Ok(Access {
+        Ok(principal) => Ok(Access(Arc::new(Admission {
             token_visit: r.html
                 && token
                 && matches!(facts.credential, Credential::Valid(_))
@@ -312,7 +333,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Arc<Read>) -> Result<Access
             rule,
             read,
             index,
-        }),
+        }))),
         Err(reason) => {
             let mut d = deny(reason, rule);
             if reason == Reason::NoCredential && r.html {

@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use http::header::{
     AsHeaderName, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, FORWARDED, HOST, ORIGIN,
@@ -76,7 +75,7 @@ pub(super) fn read(
     policy: &CompiledPolicy,
     repeat: &Repeat,
     head: Head<'_>,
-) -> Result<Arc<Read>, Denied> {
+) -> Result<Read, Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -122,7 +121,7 @@ pub(super) fn read(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(Arc::new(Read {
+    Ok(Read {
         facts: Facts {
             peer: peer_ip,
             client,
@@ -137,7 +136,7 @@ pub(super) fn read(
         presented,
         query: query.to_string(),
         html,
-    }))
+    })
 }
 
 /// The headers the gate reads on every request, found in one pass over the

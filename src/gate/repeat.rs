@@ -51,11 +51,11 @@ impl Clone for Repeat {
 
 #[derive(Default)]
 struct Inner {
-    /// The head being checked: built by [`Repeat::recall`], kept by
-    /// [`Repeat::remember`].
-    scratch: Vec<u8>,
-    /// Whether `scratch` holds the current request's key (not too long).
-    ready: bool,
+    /// Where [`Repeat::remember`] writes a key before keeping it.
+    scratch: Key,
+    /// Whether [`Repeat::recall`] looked at the current request, so
+    /// [`Repeat::remember`] may key it (see [`STREAK`]).
+    keyed: bool,
     /// Requests in a row that were not a repeat.
     misses: u32,
     last: Option<Last>,
@@ -75,7 +75,7 @@ const STREAK: u32 = 4;
 const SAMPLE: u32 = 16;
 
 struct Last {
-    key: Vec<u8>,
+    key: Key,
     generation: u64,
     access: Access,
 }
@@ -88,17 +88,16 @@ impl Repeat {
         let inner = &mut *inner;
         let misses = inner.misses;
         inner.misses = misses.wrapping_add(1);
-        inner.ready =
-            (misses < STREAK || misses.is_multiple_of(SAMPLE)) && key(&mut inner.scratch, head);
+        inner.keyed = misses < STREAK || misses.is_multiple_of(SAMPLE);
         let last = inner.last.as_ref()?;
-        if !(inner.ready
+        if !(inner.keyed
             && last.generation == live.generation
-            && same(&last.key, &inner.scratch)
+            && last.key.is_of(head)
             && still_holds(state, live, &last.access))
         {
             return None;
         }
-        inner.ready = false;
+        inner.keyed = false;
         inner.misses = 0;
         let a = &last.access;
         state
@@ -124,19 +123,19 @@ impl Repeat {
         }
     }
 
-    /// Remember `access`, the decision on the head [`Self::recall`] was
-    /// last asked about, if it may be repeated.
-    pub fn remember(&self, live: &LivePolicy, access: &Access) {
+    /// Remember `access`, the decision on `head`, the head [`Self::recall`]
+    /// was last asked about, if it may be repeated. The key is written only
+    /// here: a repeat is compared with the kept key in place.
+    pub fn remember(&self, live: &LivePolicy, head: &Head<'_>, access: &Access) {
         let mut inner = self.0.borrow_mut();
         let inner = &mut *inner;
-        if !inner.ready || !repeatable(access) {
+        if !std::mem::take(&mut inner.keyed) || !repeatable(access) || !inner.scratch.write(head) {
             return;
         }
         let key = match inner.last.take() {
             Some(last) => std::mem::replace(&mut inner.scratch, last.key),
             None => std::mem::take(&mut inner.scratch),
         };
-        inner.ready = false;
         inner.last = Some(Last {
             key,
             generation: live.generation,
@@ -173,50 +172,159 @@ fn still_holds(state: &AppState, live: &LivePolicy, a: &Access) -> bool {
     }
 }
 
-/// Visit the fields of the key of `head`: the peer, then method, target
-/// and every header line in order. Keys are the fields as a length and its
-/// bytes each, so no two heads share a key.
-fn fields(head: &Head<'_>, mut visit: impl FnMut(&[u8])) {
-    match head.peer {
-        SocketAddr::V4(a) => visit(&a.ip().octets()),
-        SocketAddr::V6(a) => visit(&a.ip().octets()),
+/// The key of a request head: the TCP peer, and the method, target and
+/// every header line in order as one string of fields, each a length and
+/// its bytes, so no two heads share a key. Each connection has its own
+/// [`Repeat`], so the peer is the same for all its requests: compared
+/// plainly, apart from the bytes (which hold the token).
+#[derive(Default, PartialEq)]
+#[cfg_attr(test, derive(Debug))]
+struct Key {
+    peer: Option<SocketAddr>,
+    bytes: Vec<u8>,
+}
+
+impl Key {
+    /// Make this the key of `head`; `false` (and the bytes empty) when it
+    /// would be longer than [`MAX_KEY`].
+    fn write(&mut self, head: &Head<'_>) -> bool {
+        self.peer = Some(head.peer);
+        let out = &mut self.bytes;
+        out.clear();
+        let mut w = Write { out, fits: true };
+        fields(head, &mut w);
+        let fits = w.fits;
+        if !fits {
+            out.clear();
+            out.shrink_to(MAX_KEY);
+        }
+        fits
     }
-    visit(&head.peer.port().to_ne_bytes());
-    visit(head.method.as_str().as_bytes());
+
+    /// Whether this is the key of `head`, compared where it lies without
+    /// writing the head's key out; the bytes in time that depends on the
+    /// lengths only, as [`same`].
+    fn is_of(&self, head: &Head<'_>) -> bool {
+        let mut c = Compare {
+            key: &self.bytes,
+            at: 0,
+            diff: 0,
+        };
+        fields(head, &mut c);
+        self.peer == Some(head.peer)
+            && c.at == self.bytes.len()
+            && std::hint::black_box(c.diff) == 0
+    }
+}
+
+/// What [`fields`] hands each field of a head to.
+trait Visit {
+    fn field(&mut self, bytes: &[u8]);
+    /// A header line: its name (which holds no `:`), a `:`, its value.
+    fn line(&mut self, name: &[u8], value: &[u8]);
+}
+
+/// Visit the fields of the key of `head` but the peer: method, target
+/// and every header line in order.
+#[inline(always)]
+fn fields(head: &Head<'_>, v: &mut impl Visit) {
+    v.field(head.method.as_str().as_bytes());
     let uri = head.uri;
-    visit(uri.scheme_str().map_or(&b"\xff"[..], str::as_bytes));
-    visit(
+    v.field(uri.scheme_str().map_or(&b"\xff"[..], str::as_bytes));
+    v.field(
         uri.authority()
             .map_or(&b"\xff"[..], |a| a.as_str().as_bytes()),
     );
-    visit(
+    v.field(
         uri.path_and_query()
             .map_or(&b""[..], |p| p.as_str().as_bytes()),
     );
     for (name, value) in head.headers {
-        visit(name.as_str().as_bytes());
-        visit(value.as_bytes());
+        v.line(name.as_str().as_bytes(), value.as_bytes());
     }
 }
 
-/// Write the key of `head` into `out`; `false` (and `out` empty) when it
-/// would be longer than [`MAX_KEY`].
-fn key(out: &mut Vec<u8>, head: &Head<'_>) -> bool {
-    out.clear();
-    let mut fits = true;
-    fields(head, |b| {
-        fits = fits && out.len() + 2 + b.len() <= MAX_KEY;
-        if fits {
+/// Writes a key, or stops once it cannot fit in [`MAX_KEY`].
+struct Write<'o> {
+    out: &'o mut Vec<u8>,
+    fits: bool,
+}
+
+impl Write<'_> {
+    /// Whether `len` more bytes and their length fit.
+    #[inline(always)]
+    fn room(&mut self, len: usize) -> bool {
+        self.fits = self.fits && self.out.len() + 2 + len <= MAX_KEY;
+        if self.fits {
             // Fits in a `u16`: MAX_KEY does.
-            out.extend_from_slice(&(b.len() as u16).to_ne_bytes());
-            out.extend_from_slice(b);
+            self.out.extend_from_slice(&(len as u16).to_ne_bytes());
         }
-    });
-    if !fits {
-        out.clear();
-        out.shrink_to(MAX_KEY);
+        self.fits
     }
-    fits
+}
+
+impl Visit for Write<'_> {
+    #[inline(always)]
+    fn field(&mut self, b: &[u8]) {
+        if self.room(b.len()) {
+            self.out.extend_from_slice(b);
+        }
+    }
+
+    #[inline(always)]
+    fn line(&mut self, name: &[u8], value: &[u8]) {
+        if self.room(name.len() + 1 + value.len()) {
+            self.out.extend_from_slice(name);
+            self.out.push(b':');
+            self.out.extend_from_slice(value);
+        }
+    }
+}
+
+/// Compares a head's fields with a kept key where it lies: `at` is where
+/// the next field's length is, past the key's end once a length differs.
+struct Compare<'k> {
+    key: &'k [u8],
+    at: usize,
+    diff: u64,
+}
+
+impl Compare<'_> {
+    /// The kept field of length `len` next, if its length is `len`.
+    #[inline(always)]
+    fn next(&mut self, len: usize) -> Option<&[u8]> {
+        let end = self.at.saturating_add(2 + len);
+        match self.key.get(self.at..end) {
+            Some(&[l0, l1, ref kept @ ..]) if usize::from(u16::from_ne_bytes([l0, l1])) == len => {
+                self.at = end;
+                Some(kept)
+            }
+            _ => {
+                self.at = usize::MAX;
+                None
+            }
+        }
+    }
+}
+
+impl Visit for Compare<'_> {
+    #[inline(always)]
+    fn field(&mut self, b: &[u8]) {
+        if let Some(kept) = self.next(b.len()) {
+            self.diff |= difference(kept, b);
+        }
+    }
+
+    #[inline(always)]
+    fn line(&mut self, name: &[u8], value: &[u8]) {
+        if let Some(kept) = self.next(name.len() + 1 + value.len()) {
+            let (n, v) = kept.split_at(name.len());
+            let (colon, v) = v.split_at(1);
+            // The `:` is compared too: a kept name longer than this one
+            // has a name byte there (`ab: x` against `a: :x`).
+            self.diff |= difference(n, name) | u64::from(colon[0] ^ b':') | difference(v, value);
+        }
+    }
 }
 
 /// Whether two keys are equal, in time that depends on their lengths only:
@@ -227,19 +335,32 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Zero when the equally long `a` and `b` are equal; the bytes are all
-/// read whatever they hold (constant time for a given length).
+/// read whatever they hold (constant time for a given length). Words at a
+/// time, the last one overlapping the one before it: most fields of a head
+/// are a few bytes long, and a byte loop over their tails is most of the
+/// cost of comparing them.
+#[inline(always)]
 fn difference(a: &[u8], b: &[u8]) -> u64 {
     debug_assert_eq!(a.len(), b.len());
-    let mut diff = 0u64;
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in a8.remainder().iter().zip(b8.remainder()) {
-        diff |= u64::from(x ^ y);
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    if n >= 8 {
+        let word = |s: &[u8]| u64::from_ne_bytes(s.try_into().expect("8 bytes"));
+        let mut diff = word(&a[n - 8..]) ^ word(&b[n - 8..]);
+        for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+            diff |= word(x) ^ word(y);
+        }
+        diff
+    } else if n >= 4 {
+        let word = |s: &[u8]| u32::from_ne_bytes(s.try_into().expect("4 bytes"));
+        u64::from((word(&a[..4]) ^ word(&b[..4])) | (word(&a[n - 4..]) ^ word(&b[n - 4..])))
+    } else {
+        let mut diff = 0u8;
+        for (x, y) in a.iter().zip(b) {
+            diff |= x ^ y;
+        }
+        u64::from(diff)
     }
-    for (x, y) in a8.zip(b8) {
-        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8 bytes"));
-        diff |= word(x) ^ word(y);
-    }
-    diff
 }
 
 #[cfg(test)]
@@ -260,17 +381,24 @@ mod tests {
         ] {
             assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
         }
-        let mut other = long.clone();
-        for i in 0..other.len() {
-            other[i] ^= 1;
-            assert!(!same(&long, &other), "byte {i}");
-            other[i] ^= 1;
+        // Every byte of every length is looked at (the word loads overlap
+        // differently for each length).
+        for n in 0..=long.len() {
+            let a = &long[..n];
+            let mut other = a.to_vec();
+            assert!(same(a, &other), "length {n}");
+            for i in 0..n {
+                other[i] ^= 0x80;
+                assert!(!same(a, &other), "length {n}, byte {i}");
+                other[i] ^= 0x80;
+            }
         }
     }
 
-    fn head_key(req: &http::Request<()>, peer: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        key(&mut out, &Head::of(peer.parse().unwrap(), req)).then_some(out)
+    fn head_key(req: &http::Request<()>, peer: &str) -> Option<Key> {
+        let mut key = Key::default();
+        key.write(&Head::of(peer.parse().unwrap(), req))
+            .then_some(key)
     }
 
     #[test]
@@ -288,7 +416,7 @@ mod tests {
             Some(&base),
             head_key(&req(&|b| b), "127.0.0.1:5000").as_ref()
         );
-        let differ: Vec<Option<Vec<u8>>> = vec![
+        let differ: Vec<Option<Key>> = vec![
             head_key(&req(&|b| b), "127.0.0.2:5000"),
             head_key(&req(&|b| b), "127.0.0.1:5001"),
             head_key(&req(&|b| b.method("HEAD")), "127.0.0.1:5000"),
@@ -325,9 +453,10 @@ mod tests {
         let peer = prop::sample::select(vec!["127.0.0.1:1", "[::1]:1"]);
         let method = prop::sample::select(vec!["GET", "POST"]);
         let target = prop::sample::select(vec!["/a", "/a?", "http://h/a"]);
-        // Names that run into values ("x-a" + "b" against "x-ab" + ""):
-        // only a key that keeps fields apart tells those heads apart.
-        let header = (prop::sample::select(vec!["x-a", "x-ab"]), "[ab]{0,2}");
+        // Names that run into values ("x-a" + "b" against "x-ab" + "",
+        // "x-ab" + "" against "x-a" + ":"): only a key that keeps fields
+        // apart tells those heads apart.
+        let header = (prop::sample::select(vec!["x-a", "x-ab"]), "[ab:]{0,2}");
         (peer, method, target, prop::collection::vec(header, 0..3)).prop_map(
             |(peer, method, target, headers)| Small {
                 peer: peer.into(),
@@ -338,12 +467,16 @@ mod tests {
         )
     }
 
-    fn small_key(h: &Small) -> Vec<u8> {
+    fn small_request(h: &Small) -> http::Request<()> {
         let mut b = http::Request::builder().method(h.method).uri(&h.target);
         for (k, v) in &h.headers {
             b = b.header(*k, v);
         }
-        head_key(&b.body(()).unwrap(), &h.peer).unwrap()
+        b.body(()).unwrap()
+    }
+
+    fn small_key(h: &Small) -> Key {
+        head_key(&small_request(h), &h.peer).unwrap()
     }
 
     proptest::proptest! {
@@ -353,6 +486,15 @@ mod tests {
         #[test]
         fn keys_are_equal_exactly_for_equal_heads(a in small(), b in small()) {
             proptest::prop_assert_eq!(small_key(&a) == small_key(&b), a == b);
+        }
+
+        /// The in-place comparison agrees: a kept key is the key of a head
+        /// exactly when it is the same head.
+        #[test]
+        fn a_key_is_found_in_place_exactly_for_its_head(a in small(), b in small()) {
+            let req = small_request(&b);
+            let head = Head::of(b.peer.parse().unwrap(), &req);
+            proptest::prop_assert_eq!(small_key(&a).is_of(&head), a == b);
         }
     }
 
@@ -386,6 +528,6 @@ mod tests {
             .body(())
             .unwrap();
         let key = head_key(&fits, "127.0.0.1:1").expect("a head under the bound is kept");
-        assert!(key.len() <= MAX_KEY);
+        assert!(key.bytes.len() <= MAX_KEY);
     }
 }
