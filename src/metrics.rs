@@ -114,7 +114,11 @@ impl<const N: usize> Found<N> {
     }
 
     fn inc(&self, row: usize, col: usize, find: impl FnOnce() -> Count) {
-        self.0[row][col].get_or_init(find).inc();
+        self.get(row, col, find).inc();
+    }
+
+    fn get(&self, row: usize, col: usize, find: impl FnOnce() -> Count) -> &Count {
+        self.0[row][col].get_or_init(find)
     }
 }
 
@@ -246,6 +250,18 @@ impl Metrics {
         rule: Option<usize>,
         verdict: Result<(), Reason>,
     ) {
+        self.decision_counter(counters, policy, rule, verdict).inc();
+    }
+
+    /// The counter [`Self::decision`] bumps for this decision, to keep
+    /// and bump again for the same decision (`gate::Repeat`).
+    pub fn decision_counter<'c>(
+        &self,
+        counters: &'c DecisionCounters,
+        policy: &CompiledPolicy,
+        rule: Option<usize>,
+        verdict: Result<(), Reason>,
+    ) -> &'c Count {
         let (row, name, action) = match rule {
             Some(i) => {
                 let (name, action) = policy.rule_name(i);
@@ -257,7 +273,7 @@ impl Metrics {
             Ok(()) => (0, "allowed"),
             Err(r) => (1 + r as usize, r.as_str()),
         };
-        counters.0.inc(row, col, || {
+        counters.0.get(row, col, || {
             self.decisions
                 .get_or_create(&DecisionLabels {
                     rule: RuleName(name.cloned().unwrap_or_else(no_rule)),
@@ -265,7 +281,7 @@ impl Metrics {
                     outcome,
                 })
                 .clone()
-        });
+        })
     }
 
     /// The text exposition.

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -84,16 +83,13 @@ where
         let intake = Intake::check(&self.state, &self.repeat, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
-        // Boxed: the whole tree's future is most of a kilobyte, and hyper
-        // and the wrappers here would move it several times.
-        intake
-            .serve(Box::pin(self.svc.call(req)))
-            .map(move |answer| {
-                if let Ok(res) = &answer {
-                    state.metrics.request(route, res.status().as_u16());
-                }
-                answer
-            })
+        // Not boxed: the tree boxes its less used routes (`routes::tree`),
+        // so its future is small enough to move.
+        intake.serve(self.svc.call(req), move |answer| {
+            if let Ok(res) = answer {
+                state.metrics.request(route, res.status().as_u16());
+            }
+        })
     }
 }
 

@@ -101,6 +101,8 @@ pub struct State {
     /// core writes (an `RwLock` read takes a shared lock word every core
     /// bounces), and a reload still swaps the whole policy at once.
     live: ArcSwap<LivePolicy>,
+    /// The generation of the policy in force (see [`Self::generation`]).
+    generation: AtomicU64,
     pub hub: Arc<Hub>,
     pub conns: Arc<Conns>,
     pub limiter: FailureLimiter,
@@ -138,6 +140,7 @@ impl State {
         let sink = hub.clone();
         let on_event: EventSink = Arc::new(move |kind, data| sink.server_event(kind, data));
         let chat = Registry::new(chat, on_event);
+        let live = LivePolicy::new(policy);
         Box::leak(Box::new(Self {
             chat,
             metrics,
@@ -146,7 +149,8 @@ impl State {
             conns: Conns::new(config.max_sockets, hub.clone()),
             hub,
             config,
-            live: ArcSwap::from_pointee(LivePolicy::new(policy)),
+            generation: AtomicU64::new(live.generation),
+            live: ArcSwap::from_pointee(live),
             started: Instant::now(),
         }))
     }
@@ -165,7 +169,20 @@ impl State {
 
     /// Put `policy` in force atomically.
     pub fn swap_policy(&self, policy: CompiledPolicy) {
-        self.live.store(Arc::new(LivePolicy::new(policy)));
+        let live = Arc::new(LivePolicy::new(policy));
+        let generation = live.generation;
+        self.live.store(live);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The [`LivePolicy::generation`] of the policy in force, without
+    /// loading the policy: what `gate::Repeat` checks a remembered
+    /// decision against on every repeat. It follows [`Self::swap_policy`]'s
+    /// store, so a request that comes after a reload has finished finds the
+    /// new generation; one that overlaps it may still be let in on the old
+    /// policy, as it might have been decided a moment earlier.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 

@@ -147,25 +147,28 @@ impl Intake {
     /// Read the facts of `head` and decide them under the live policy, or
     /// let the head in again as its connection's [`Repeat`] remembers it.
     pub fn check(state: &AppState, repeat: &Repeat, head: Head<'_>) -> Self {
-        let live = state.policy();
-        if let Some(access) = repeat.recall(state, &live, &head) {
+        if let Some(access) = repeat.recall(state, &head) {
             return Self(Ok(access));
         }
+        let live = state.policy();
         let decided = read(state, &live.compiled, repeat, head)
             .and_then(|r| decide(state, &live, r))
             .map_err(Box::new);
         if let Ok(access) = &decided {
-            repeat.remember(&live, &head, access);
+            repeat.remember(state, &live, &head, access);
         }
         Self(decided)
     }
 
     /// Answer the request with `answer`, the route tree's future for it,
-    /// whose first poll finds this decision where [`authorize`] looks.
-    pub fn serve<F: Future>(self, answer: F) -> Served<F> {
+    /// whose first poll finds this decision where [`authorize`] looks;
+    /// `done` sees the answer (the server counts it), in the same future
+    /// rather than one more around it.
+    pub fn serve<F: Future, D: FnOnce(&F::Output)>(self, answer: F, done: D) -> Served<F, D> {
         Served {
             decided: Some(self.0),
             answer,
+            done: Some(done),
         }
     }
 }
@@ -176,31 +179,41 @@ pin_project_lite::pin_project! {
     /// first, when the tree's future is first polled. A decision that
     /// `authorize()` did not take then is dropped, so a later look finds
     /// none and refuses (fails closed).
-    pub struct Served<F> {
+    pub struct Served<F, D> {
         decided: Option<Decided>,
         #[pin]
         answer: F,
+        done: Option<D>,
     }
 }
 
-impl<F: Future> Future for Served<F> {
+impl<F: Future, D: FnOnce(&F::Output)> Future for Served<F, D> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let Some(decided) = this.decided.take() else {
-            return this.answer.poll(cx);
+        let answer = match this.decided.take() {
+            None => this.answer.poll(cx),
+            Some(decided) => {
+                /// Puts back what the thread-local held, also if the poll
+                /// panics.
+                struct Restore(Option<Decided>);
+                impl Drop for Restore {
+                    fn drop(&mut self) {
+                        let before = self.0.take();
+                        DECIDED.with(|d| *d.borrow_mut() = before);
+                    }
+                }
+                let _restore = Restore(DECIDED.with(|d| d.borrow_mut().replace(decided)));
+                this.answer.poll(cx)
+            }
         };
-        /// Puts back what the thread-local held, also if the poll panics.
-        struct Restore(Option<Decided>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let before = self.0.take();
-                DECIDED.with(|d| *d.borrow_mut() = before);
+        if let Poll::Ready(out) = &answer {
+            if let Some(done) = this.done.take() {
+                done(out);
             }
         }
-        let _restore = Restore(DECIDED.with(|d| d.borrow_mut().replace(decided)));
-        this.answer.poll(cx)
+        answer
     }
 }
 

@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use super::{Access, Head, Presented};
+use crate::metrics::Count;
 use crate::policy::{Credential, Principal, TokenDigest};
 use crate::state::{AppState, LivePolicy};
 
@@ -78,12 +79,16 @@ struct Last {
     key: Key,
     generation: u64,
     access: Access,
+    /// The decision's counter in the metrics, bumped again on a repeat.
+    counted: Count,
+    /// The policy's failure limit, for [`still_holds`].
+    limit: u32,
 }
 
 impl Repeat {
     /// The admission of the last request again, if `head` is the same
     /// request under the same policy and the credential still holds.
-    pub fn recall(&self, state: &AppState, live: &LivePolicy, head: &Head<'_>) -> Option<Access> {
+    pub fn recall(&self, state: &AppState, head: &Head<'_>) -> Option<Access> {
         let mut inner = self.0.borrow_mut();
         let inner = &mut *inner;
         let misses = inner.misses;
@@ -91,20 +96,17 @@ impl Repeat {
         inner.keyed = misses < STREAK || misses.is_multiple_of(SAMPLE);
         let last = inner.last.as_ref()?;
         if !(inner.keyed
-            && last.generation == live.generation
+            && last.generation == state.generation()
             && last.key.is_of(head)
-            && still_holds(state, live, &last.access))
+            && still_holds(state, last))
         {
             return None;
         }
         inner.keyed = false;
         inner.misses = 0;
-        let a = &last.access;
-        state
-            .metrics
-            .decision(&live.counters, &live.compiled, a.index, Ok(()));
+        last.counted.inc();
         state.metrics.gate_repeats.inc();
-        Some(a.clone())
+        Some(last.access.clone())
     }
 
     /// The digest of `token`, hashed once for as long as the connection
@@ -126,7 +128,7 @@ impl Repeat {
     /// Remember `access`, the decision on `head`, the head [`Self::recall`]
     /// was last asked about, if it may be repeated. The key is written only
     /// here: a repeat is compared with the kept key in place.
-    pub fn remember(&self, live: &LivePolicy, head: &Head<'_>, access: &Access) {
+    pub fn remember(&self, state: &AppState, live: &LivePolicy, head: &Head<'_>, access: &Access) {
         let mut inner = self.0.borrow_mut();
         let inner = &mut *inner;
         if !std::mem::take(&mut inner.keyed) || !repeatable(access) || !inner.scratch.write(head) {
@@ -136,10 +138,16 @@ impl Repeat {
             Some(last) => std::mem::replace(&mut inner.scratch, last.key),
             None => std::mem::take(&mut inner.scratch),
         };
+        let policy = &live.compiled;
+        let counted = state
+            .metrics
+            .decision_counter(&live.counters, policy, access.index, Ok(()));
         inner.last = Some(Last {
             key,
             generation: live.generation,
             access: access.clone(),
+            counted: counted.clone(),
+            limit: policy.auth_failures_per_minute(),
         });
     }
 }
@@ -158,11 +166,12 @@ fn repeatable(a: &Access) -> bool {
 /// What [`super::decide`] would ask of the server's state again: a token's
 /// client not held back by the failure limiter, a cookie's session still
 /// signed in as the same user.
-fn still_holds(state: &AppState, live: &LivePolicy, a: &Access) -> bool {
+fn still_holds(state: &AppState, last: &Last) -> bool {
+    let a = &last.access;
     match a.presented() {
         Presented::Token(_) => state
             .limiter
-            .blocked(a.facts().client, live.compiled.auth_failures_per_minute())
+            .blocked(a.facts().client, last.limit)
             .is_none(),
         Presented::Cookie(id) => match &a.facts().credential {
             Credential::Valid(p) => state.sessions.get(id).as_ref() == Some(p),

@@ -138,7 +138,10 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
     let api_auth = api::routes(state).or(auth::routes(state)).unify();
     let channels = events::routes(state).or(chat::routes(state)).unify();
     let rest = api::not_found().or(web::routes(state)).unify();
-    let others = api_auth.or(channels).unify().or(rest).unify();
+    // Boxed: the tree's future is as large as its largest route's, and it
+    // is built and moved on every request; boxed, the others' futures are
+    // one pointer in it, and only their own requests allocate for them.
+    let others = api_auth.or(channels).unify().or(rest).unify().boxed();
     api::hot().or(others).unify()
 }
 
