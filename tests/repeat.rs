@@ -1,7 +1,9 @@
 //! The gate's memory of a connection's last admitted request
 //! (`gate::Repeat`): the same request again on a kept-alive connection is
-//! let in without being decided anew, but never past a policy reload, a
-//! signed-out session or the failure limiter, and it is still counted.
+//! let in without being decided anew, and a new request that reads the
+//! same (a new `X-Request-Id`) finds the policy's verdict there, but never
+//! past a policy reload, a signed-out session or the failure limiter, and
+//! each is still counted.
 
 mod common;
 
@@ -36,47 +38,72 @@ async fn until(s: &Server, path: &str, want: u16) {
     }
 }
 
+/// The headers of request `n` on a kept connection: the same each time,
+/// or each with its own `X-Request-Id` (a new head whose facts are the same).
+fn nth(numbered: bool, n: usize, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = more
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if numbered {
+        h.push(("x-request-id".into(), n.to_string()));
+    }
+    h
+}
+
+async fn get(kept: &mut Kept, path: &str, headers: &[(String, String)]) -> (u16, String) {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (&**k, &**v)).collect();
+    kept.get(path, &h).await
+}
+
 #[tokio::test]
 async fn a_reload_decides_the_same_request_anew() {
-    let (_d, path) = policy_file(OPEN);
-    let s = launch().policy(&path).start();
-    let mut kept = Kept::open("127.0.0.1", s.addr).await;
-    for _ in 0..3 {
-        assert_eq!(kept.get("/api/status", &[]).await.0, 200);
+    for numbered in [false, true] {
+        let (_d, path) = policy_file(OPEN);
+        let s = launch().policy(&path).start();
+        let mut kept = Kept::open("127.0.0.1", s.addr).await;
+        for n in 0..3 {
+            let (st, _) = get(&mut kept, "/api/status", &nth(numbered, n, &[])).await;
+            assert_eq!(st, 200);
+        }
+        std::fs::write(&path, CLOSED).unwrap();
+        s.signal("HUP");
+        until(&s, "/api/status", 403).await;
+        let (st, body) = get(&mut kept, "/api/status", &nth(numbered, 3, &[])).await;
+        assert_eq!(st, 403, "numbered {numbered}: {body}");
+        assert!(body.contains("status closed"), "{body}");
     }
-    std::fs::write(&path, CLOSED).unwrap();
-    s.signal("HUP");
-    until(&s, "/api/status", 403).await;
-    let (st, body) = kept.get("/api/status", &[]).await;
-    assert_eq!(st, 403, "{body}");
-    assert!(body.contains("status closed"), "{body}");
 }
 
 #[tokio::test]
 async fn a_signed_out_session_is_not_let_in_again() {
-    let s = launch().start();
-    let token = s.token.clone().unwrap();
-    let r = http()
-        .post(s.url("/api/login"))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    let cookie = set.split(';').next().unwrap().to_string();
-    let mut kept = Kept::open("127.0.0.1", s.addr).await;
-    for _ in 0..3 {
-        assert_eq!(kept.get("/api/whoami", &[("cookie", &cookie)]).await.0, 200);
+    for numbered in [false, true] {
+        let s = launch().start();
+        let token = s.token.clone().unwrap();
+        let r = http()
+            .post(s.url("/api/login"))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        let cookie = set.split(';').next().unwrap().to_string();
+        let with = [("cookie", cookie.as_str())];
+        let mut kept = Kept::open("127.0.0.1", s.addr).await;
+        for n in 0..3 {
+            let (st, _) = get(&mut kept, "/api/whoami", &nth(numbered, n, &with)).await;
+            assert_eq!(st, 200);
+        }
+        let out = http()
+            .post(s.url("/api/logout"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 200);
+        let (st, body) = get(&mut kept, "/api/whoami", &nth(numbered, 3, &with)).await;
+        assert_eq!(st, 401, "numbered {numbered}: {body}");
     }
-    let out = http()
-        .post(s.url("/api/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), 200);
-    let (st, body) = kept.get("/api/whoami", &[("cookie", &cookie)]).await;
-    assert_eq!(st, 401, "{body}");
 }
 
 #[tokio::test]

@@ -152,7 +152,7 @@ impl Intake {
         }
         let live = state.policy();
         let decided = read(state, &live.compiled, repeat, head)
-            .and_then(|r| decide(state, &live, r))
+            .and_then(|r| decide(state, &live, repeat, r))
             .map_err(Box::new);
         if let Ok(access) = &decided {
             repeat.remember(state, &live, &head, access);
@@ -299,7 +299,12 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
+fn decide(
+    state: &AppState,
+    live: &LivePolicy,
+    repeat: &Repeat,
+    read: Read,
+) -> Result<Access, Denied> {
     let policy = &live.compiled;
     let r = &read;
     let facts = &r.facts;
@@ -322,14 +327,23 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
             return Err(d);
         }
     }
-    let (verdict, index) = policy.decide_indexed(facts);
+    // The policy's verdict is a function of the policy and the facts: the
+    // connection's last admission had it on these same facts already (a
+    // new head that reads the same, as one with a fresh trace id does).
+    let (verdict, index, rule) = match repeat.verdict(live.generation, facts) {
+        Some((principal, index, rule)) => (Ok(principal), index, rule),
+        None => {
+            let (verdict, index) = policy.decide_indexed(facts);
+            // The rule's name copied, not shared: cloning the policy's
+            // `Arc` would bump a count that every core's requests bump.
+            let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
+            (verdict, index, rule)
+        }
+    };
     let outcome = verdict.as_ref().map(|_| ()).map_err(|r| *r);
     state
         .metrics
         .decision(&live.counters, policy, index, outcome);
-    // The rule's name copied, not shared: cloning the policy's `Arc` would
-    // bump a count that every core's requests bump.
-    let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
     // Every bad credential counts, also where an `allow` rule lets the
     // request through anonymously: there a valid `?token=` still answers
     // differently (a 303 with a cookie), so guesses must be limited too.

@@ -28,10 +28,11 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::{Access, Head, Presented};
 use crate::metrics::Count;
-use crate::policy::{Credential, Principal, TokenDigest};
+use crate::policy::{Credential, Facts, Principal, TokenDigest};
 use crate::state::{AppState, LivePolicy};
 
 /// The longest request head remembered (the key's bytes); longer ones are
@@ -107,6 +108,25 @@ impl Repeat {
         last.counted.inc();
         state.metrics.gate_repeats.inc();
         Some(last.access.clone())
+    }
+
+    /// The policy's verdict on `facts` (the principal, the deciding rule's
+    /// index and name), if the connection's last admission was decided on
+    /// the very same facts under the policy of `generation`: a request
+    /// whose head differs (a trace id, a cache-busting query) is read
+    /// anew, but the rules need not run again on what reads the same. What
+    /// changes with time (the limiter, the sessions) is in the facts or
+    /// asked by [`super::decide`] around this, as for any request.
+    pub fn verdict(
+        &self,
+        generation: u64,
+        facts: &Facts,
+    ) -> Option<(Principal, Option<usize>, Option<Arc<str>>)> {
+        let inner = self.0.borrow();
+        let last = inner.last.as_ref()?;
+        let a = &last.access;
+        (last.generation == generation && a.facts() == facts)
+            .then(|| (a.principal.clone(), a.index, a.rule.clone()))
     }
 
     /// The digest of `token`, hashed once for as long as the connection

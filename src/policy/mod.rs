@@ -68,7 +68,7 @@ pub enum Credential {
 
 /// Everything a decision may depend on, as plain owned data so a WebSocket
 /// can keep the facts of its upgrade and be decided again after a reload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
     /// The TCP peer (IPv4-mapped IPv6 already folded to IPv4).
     pub peer: IpAddr,
