@@ -30,7 +30,7 @@ use crate::state::{AppState, LivePolicy};
 mod read;
 mod repeat;
 
-use read::{internal_allowed, read};
+use read::{internal_allowed, read, ReadRef};
 pub use read::{Head, Read};
 pub use repeat::Repeat;
 
@@ -152,7 +152,10 @@ impl Intake {
         }
         let live = state.policy();
         let decided = read(state, &live.compiled, repeat, head)
-            .and_then(|r| decide(state, &live, repeat, r))
+            .and_then(|r| match repeat.reread(state, &live, &r) {
+                Some(access) => Ok(access),
+                None => decide(state, &live, repeat, r.into_owned()),
+            })
             .map_err(Box::new);
         if let Ok(access) = &decided {
             repeat.remember(state, &live, &head, access);

@@ -19,7 +19,7 @@ use http::HeaderMap;
 use super::{
     audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented, Repeat,
 };
-use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, Transport};
+use crate::policy::{CompiledPolicy, Credential, Facts, ForwardHeaders, Reason, Transport};
 use crate::reject::Denied;
 use crate::sessions;
 use crate::state::AppState;
@@ -66,16 +66,74 @@ impl std::fmt::Debug for Read {
     }
 }
 
+/// A request's facts as [`read`] finds them, borrowed from the request
+/// where they can be: compared with the connection's last admission
+/// ([`Repeat::reread`]) before anything is copied, made a [`Read`] only
+/// when it is decided.
+pub struct ReadRef<'a> {
+    peer: IpAddr,
+    client: IpAddr,
+    method: Cow<'static, str>,
+    path: &'a str,
+    host: Option<Cow<'a, str>>,
+    origin: Option<Cow<'a, str>>,
+    scheme: Cow<'static, str>,
+    transport: Transport,
+    credential: Credential,
+    presented: Presented,
+    query: &'a str,
+    html: bool,
+}
+
+impl ReadRef<'_> {
+    /// Whether `r` was read from a request that reads exactly like this one.
+    pub(super) fn is(&self, r: &Read) -> bool {
+        let f = &r.facts;
+        f.peer == self.peer
+            && f.client == self.client
+            && f.transport == self.transport
+            && r.html == self.html
+            && f.method == self.method
+            && f.path == self.path
+            && f.host.as_deref() == self.host.as_deref()
+            && f.origin.as_deref() == self.origin.as_deref()
+            && f.scheme == self.scheme
+            && r.query == self.query
+            && f.credential == self.credential
+            && r.presented == self.presented
+    }
+
+    /// The facts to decide on and keep.
+    pub(super) fn into_owned(self) -> Read {
+        Read {
+            facts: Facts {
+                peer: self.peer,
+                client: self.client,
+                method: self.method,
+                path: self.path.to_string(),
+                host: self.host.map(Cow::into_owned),
+                origin: self.origin.map(Cow::into_owned),
+                scheme: self.scheme,
+                transport: self.transport,
+                credential: self.credential,
+            },
+            presented: self.presented,
+            query: self.query.to_string(),
+            html: self.html,
+        }
+    }
+}
+
 /// Read one request's facts (SPEC §1: peer, client, method, path, host,
 /// origin, transport, credential) under the live policy. `Err` for what
 /// is refused before any rule: forwarding headers that cannot be believed,
 /// an ambiguous Host.
-pub(super) fn read(
+pub(super) fn read<'a>(
     state: &AppState,
     policy: &CompiledPolicy,
     repeat: &Repeat,
-    head: Head<'_>,
-) -> Result<Read, Denied> {
+    head: Head<'a>,
+) -> Result<ReadRef<'a>, Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -121,20 +179,18 @@ pub(super) fn read(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(Read {
-        facts: Facts {
-            peer: peer_ip,
-            client,
-            method,
-            path: path.to_string(),
-            host: view.host.or(host),
-            origin: seen.origin(headers),
-            scheme: view.proto.map_or("http".into(), Into::into),
-            transport,
-            credential,
-        },
+    Ok(ReadRef {
+        peer: peer_ip,
+        client,
+        method,
+        path,
+        host: view.host.map(Cow::Owned).or(host.map(Cow::Borrowed)),
+        origin: seen.origin(headers),
+        scheme: view.proto.map_or("http".into(), Into::into),
+        transport,
+        credential,
         presented,
-        query: query.to_string(),
+        query,
         html,
     })
 }
@@ -183,7 +239,7 @@ impl<'h> Seen<'h> {
     /// lines, a `Host` that is not text, or a `Host` that names another
     /// authority than the request line. A `Host` that is no authority at all
     /// is passed on for the policy to judge.
-    fn host(&self, target: Option<&Authority>) -> Result<Option<String>, ()> {
+    fn host(&self, target: Option<&'h Authority>) -> Result<Option<&'h str>, ()> {
         if self.hosts > 1 {
             return Err(());
         }
@@ -193,11 +249,11 @@ impl<'h> Seen<'h> {
         };
         match (target, header) {
             (None, None) => Ok(None),
-            (Some(t), None) => Ok(Some(t.as_str().to_string())),
-            (None, Some(h)) => Ok(Some(h.to_string())),
+            (Some(t), None) => Ok(Some(t.as_str())),
+            (None, Some(h)) => Ok(Some(h)),
             (Some(t), Some(h)) => match h.parse::<Authority>() {
                 Ok(a) if a != *t => Err(()),
-                _ => Ok(Some(h.to_string())),
+                _ => Ok(Some(h)),
             },
         }
     }
@@ -206,19 +262,19 @@ impl<'h> Seen<'h> {
     /// can send that) are kept joined, which equals no allowed origin:
     /// refused where Origin is checked, rather than deciding on whichever
     /// came first.
-    fn origin(&self, headers: &HeaderMap) -> Option<String> {
+    fn origin(&self, headers: &HeaderMap) -> Option<Cow<'h, str>> {
         let first = self.origin?;
         if self.origins == 1 {
-            return Some(String::from_utf8_lossy(first.as_bytes()).into_owned());
+            return Some(String::from_utf8_lossy(first.as_bytes()));
         }
-        Some(
+        Some(Cow::Owned(
             headers
                 .get_all(ORIGIN)
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()))
                 .collect::<Vec<_>>()
                 .join(", "),
-        )
+        ))
     }
 }
 
@@ -357,6 +413,47 @@ mod tests {
         }
     }
 
+    /// A read is the same as a kept one only when every part of it is.
+    #[test]
+    fn a_read_is_the_same_only_when_every_part_is() {
+        use crate::policy::Principal;
+        let base = || ReadRef {
+            peer: "127.0.0.1".parse().unwrap(),
+            client: "127.0.0.1".parse().unwrap(),
+            method: "GET".into(),
+            path: "/api/status",
+            host: Some("a.lan".into()),
+            origin: None,
+            scheme: "http".into(),
+            transport: Transport::Http,
+            credential: Credential::Valid(Principal::StartupToken),
+            presented: Presented::Token(crate::policy::TokenDigest::of("t")),
+            query: "",
+            html: false,
+        };
+        let kept = base().into_owned();
+        assert!(base().is(&kept));
+        let changes: [&dyn Fn(&mut ReadRef<'static>); 12] = [
+            &|r| r.peer = "127.0.0.2".parse().unwrap(),
+            &|r| r.client = "10.0.0.1".parse().unwrap(),
+            &|r| r.method = "HEAD".into(),
+            &|r| r.path = "/api/status/",
+            &|r| r.host = Some("b.lan".into()),
+            &|r| r.origin = Some("http://a.lan".into()),
+            &|r| r.scheme = "https".into(),
+            &|r| r.transport = Transport::Ws,
+            &|r| r.credential = Credential::None,
+            &|r| r.presented = Presented::Token(crate::policy::TokenDigest::of("u")),
+            &|r| r.query = "x=1",
+            &|r| r.html = true,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut r = base();
+            change(&mut r);
+            assert!(!r.is(&kept), "part {i}");
+        }
+    }
+
     #[test]
     fn headers_seen_in_one_pass() {
         let mut h = HeaderMap::new();
@@ -366,7 +463,7 @@ mod tests {
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer 1"));
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer 2"));
         let seen = Seen::scan(&h);
-        assert_eq!(seen.host(None), Ok(Some("a.lan".into())));
+        assert_eq!(seen.host(None), Ok(Some("a.lan")));
         assert_eq!(seen.authorization, h.get(AUTHORIZATION));
         assert_eq!(
             seen.origin(&h).as_deref(),

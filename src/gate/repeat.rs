@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{Access, Head, Presented};
+use super::{Access, Head, Presented, ReadRef};
 use crate::metrics::Count;
 use crate::policy::{Credential, Facts, Principal, TokenDigest};
 use crate::state::{AppState, LivePolicy};
@@ -107,6 +107,30 @@ impl Repeat {
         inner.misses = 0;
         last.counted.inc();
         state.metrics.gate_repeats.inc();
+        Some(last.access.clone())
+    }
+
+    /// The admission of the last request again, if `read` (a request read
+    /// anew: a new head) reads exactly as it did, under the same policy,
+    /// and a token is not held back. What changes with time is in the read
+    /// (the credential was resolved afresh: a signed-out session, a revoked
+    /// token read differently) or asked here (the failure limiter), as
+    /// [`super::decide`] would. Counted as a decision, not as a repeat.
+    pub fn reread(
+        &self,
+        state: &AppState,
+        live: &LivePolicy,
+        read: &ReadRef<'_>,
+    ) -> Option<Access> {
+        let inner = self.0.borrow();
+        let last = inner.last.as_ref()?;
+        if !(last.generation == live.generation
+            && read.is(&last.access.read)
+            && still_holds(state, last))
+        {
+            return None;
+        }
+        last.counted.inc();
         Some(last.access.clone())
     }
 
