@@ -16,7 +16,8 @@
 //! one too, so the bytes on the wire are the same. `bare` and `secure` are
 //! driven twice: with the same head again on each connection (what the
 //! gate lets in as `gate::Repeat` remembers it) and with a new head on
-//! every request (`X-Request-Id: <n>`: the gate decides each one).
+//! every request (`X-Request-Id: <n>`: the gate reads each one in full,
+//! and lets it in on the connection's last admission as it reads the same).
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -329,7 +330,7 @@ pub async fn run(
                 .note(format!(
                     "{n} rounds per variant of {REQUESTS} requests over {CONNS} keep-alive connections, order rotated each round; cost = 1 − median of the per-round ratios gated ÷ bare requests/s; beside it the median per-round ratio of server CPU per request (all threads, /proc/PID/task/*/schedstat); {errors} errors in all{}",
                     if base == 3 {
-                        "; each request carries X-Request-Id: <n>, bare's too, so no connection repeats a head and the gate reads and decides every one (no gate::Repeat hit)"
+                        "; each request carries X-Request-Id: <n>, bare's too, so no connection repeats a head: the gate reads every request in full (client, host, credential resolved afresh, limiter asked) and, as each reads the same as the last admission, does not run the rules again"
                     } else {
                         "; the same head again on each connection, so after its first request the gate lets it in as gate::Repeat remembers it (limiter and metrics still asked)"
                     }
