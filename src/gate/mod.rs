@@ -145,7 +145,8 @@ pub struct Intake(Decided);
 
 impl Intake {
     /// Read the facts of `head` and decide them under the live policy, or
-    /// let the head in again as its connection's [`Repeat`] remembers it.
+    /// let the request in on its connection's last admission ([`Repeat`]):
+    /// the same head again, or a head that reads the same.
     pub fn check(state: &AppState, repeat: &Repeat, head: Head<'_>) -> Self {
         if let Some(access) = repeat.recall(state, &head) {
             return Self(Ok(access));
