@@ -7,7 +7,9 @@
 # functions whose cost per request differs most. Needs `perf` and `wrk`
 # (apt-get install linux-perf wrk); not part of `make bench`.
 #
-# Usage: benches/scripts/perf-gate.sh [TOP]   (after `cargo bench --bench load --no-run`)
+# Usage: [FRESH=1] benches/scripts/perf-gate.sh [TOP]
+#        (after `cargo bench --bench load --no-run`; FRESH=1: every request
+#        a new head, `X-Request-Id: <n>`, as the bench's every-new-head row)
 set -euo pipefail
 TOP=${1:-30}
 . "$(dirname "$0")/ab-server.sh"
@@ -15,8 +17,20 @@ OUT=${OUT:-$ROOT/target/bench/perf}
 SECS=6
 start_ab_server "$OUT" 60
 PID=$CHILD
+SCRIPT=()
+if [ -n "${FRESH:-}" ]; then
+    cat > "$OUT/fresh.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-Request-Id"] = tostring(n)
+  return wrk.format()
+end
+LUA
+    SCRIPT=(-s "$OUT/fresh.lua")
+fi
 for v in bare secure; do
-    wrk -t1 -c32 -d$((SECS + 3))s -H "Authorization: Bearer $TOKEN" \
+    wrk -t1 -c32 -d$((SECS + 3))s -H "Authorization: Bearer $TOKEN" "${SCRIPT[@]}" \
         "http://127.0.0.1:$(port $v)/api/status" > "$OUT/wrk-$v.txt" 2>&1 &
     WRK=$!
     sleep 1
