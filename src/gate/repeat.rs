@@ -126,7 +126,7 @@ impl Repeat {
         let last = inner.last.as_ref()?;
         if !(last.generation == live.generation
             && read.is(&last.access.read)
-            && still_holds(state, last))
+            && !held_back(state, last))
         {
             return None;
         }
@@ -213,16 +213,24 @@ fn repeatable(a: &Access) -> bool {
 fn still_holds(state: &AppState, last: &Last) -> bool {
     let a = &last.access;
     match a.presented() {
-        Presented::Token(_) => state
-            .limiter
-            .blocked(a.facts().client, last.limit)
-            .is_none(),
+        Presented::Token(_) => !held_back(state, last),
         Presented::Cookie(id) => match &a.facts().credential {
             Credential::Valid(p) => state.sessions.get(id).as_ref() == Some(p),
             _ => state.sessions.get(id).is_none(),
         },
         Presented::None | Presented::Forwarded(_) => true,
     }
+}
+
+/// Whether the last admission's token is held back by the failure limiter
+/// now. All a reread must ask: its credential was resolved afresh.
+fn held_back(state: &AppState, last: &Last) -> bool {
+    let a = &last.access;
+    matches!(a.presented(), Presented::Token(_))
+        && state
+            .limiter
+            .blocked(a.facts().client, last.limit)
+            .is_some()
 }
 
 /// The key of a request head: the TCP peer, and the method, target and
