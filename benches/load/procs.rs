@@ -128,7 +128,13 @@ pub struct Dashgate {
 
 impl Dashgate {
     pub fn start(extra: &[&str]) -> Dashgate {
+        Self::start_env(extra, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Dashgate {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dashgate"));
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(["--max-connections", "20000", "--max-sockets", "20000"])
             .args(extra)
