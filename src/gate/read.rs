@@ -87,20 +87,38 @@ pub struct ReadRef<'a> {
 
 impl ReadRef<'_> {
     /// Whether `r` was read from a request that reads exactly like this one.
+    /// Every field is named, so a fact added to [`Facts`] or [`Read`] does
+    /// not compile here until it is compared too.
     pub(super) fn is(&self, r: &Read) -> bool {
-        let f = &r.facts;
-        f.peer == self.peer
-            && f.client == self.client
-            && f.transport == self.transport
-            && r.html == self.html
-            && f.method == self.method
-            && f.path == self.path
-            && f.host.as_deref() == self.host.as_deref()
-            && f.origin.as_deref() == self.origin.as_deref()
-            && f.scheme == self.scheme
-            && r.query == self.query
-            && f.credential == self.credential
-            && r.presented == self.presented
+        let Read {
+            facts,
+            presented,
+            query,
+            html,
+        } = r;
+        let Facts {
+            peer,
+            client,
+            method,
+            path,
+            host,
+            origin,
+            scheme,
+            transport,
+            credential,
+        } = facts;
+        *peer == self.peer
+            && *client == self.client
+            && *transport == self.transport
+            && *html == self.html
+            && *method == self.method
+            && path == self.path
+            && host.as_deref() == self.host.as_deref()
+            && origin.as_deref() == self.origin.as_deref()
+            && *scheme == self.scheme
+            && query == self.query
+            && *credential == self.credential
+            && *presented == self.presented
     }
 
     /// The facts to decide on and keep.
