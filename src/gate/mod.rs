@@ -28,11 +28,9 @@ use crate::reject::Denied;
 use crate::state::{AppState, LivePolicy};
 
 mod read;
-mod repeat;
 
-use read::{internal_allowed, read, ReadRef};
+use read::{internal_allowed, read};
 pub use read::{Head, Read};
-pub use repeat::Repeat;
 
 /// The credential a request presented, kept so an open WebSocket can be
 /// decided again after a reload (a revoked token must close its sockets).
@@ -62,9 +60,8 @@ impl std::fmt::Debug for Presented {
 /// What the gate hands to a route: who the caller is and why it got in.
 ///
 /// Shared rather than copied: an `Access` is moved through every future of
-/// the route tree (small moves are cheap ones), and a connection's
-/// [`Repeat`] hands the same admission out again. The fields are the
-/// [`Admission`]'s.
+/// the route tree (small moves are cheap ones) and kept by every WebSocket
+/// it opens. The fields are the [`Admission`]'s.
 #[derive(Debug, Clone)]
 pub struct Access(Arc<Admission>);
 
@@ -79,9 +76,6 @@ pub struct Admission {
     pub token_visit: bool,
     /// What the decision was made on.
     read: Read,
-    /// The deciding rule's place in the policy it was decided under, to
-    /// count a repeated decision without deciding it again.
-    index: Option<usize>,
 }
 
 impl std::ops::Deref for Access {
@@ -144,23 +138,14 @@ type Decided = Result<Access, Box<Denied>>;
 pub struct Intake(Decided);
 
 impl Intake {
-    /// Read the facts of `head` and decide them under the live policy, or
-    /// let the request in on its connection's last admission ([`Repeat`]):
-    /// the same head again, or a head that reads the same.
-    pub fn check(state: &AppState, repeat: &Repeat, head: Head<'_>) -> Self {
-        if let Some(access) = repeat.recall(state, &head) {
-            return Self(Ok(access));
-        }
+    /// Read the facts of `head` and decide them under the live policy.
+    /// Every request, every time: nothing is remembered between two
+    /// requests (SPEC §1).
+    pub fn check(state: &AppState, head: Head<'_>) -> Self {
         let live = state.policy();
-        let decided = read(state, &live.compiled, repeat, head)
-            .and_then(|r| match repeat.reread(state, &live, &r) {
-                Some(access) => Ok(access),
-                None => decide(state, &live, repeat, r.into_owned()),
-            })
+        let decided = read(state, &live.compiled, head)
+            .and_then(|r| decide(state, &live, r))
             .map_err(Box::new);
-        if let Ok(access) = &decided {
-            repeat.remember(state, &live, &head, access);
-        }
         Self(decided)
     }
 
@@ -303,12 +288,7 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(
-    state: &AppState,
-    live: &LivePolicy,
-    repeat: &Repeat,
-    read: Read,
-) -> Result<Access, Denied> {
+fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
     let policy = &live.compiled;
     let r = &read;
     let facts = &r.facts;
@@ -331,19 +311,10 @@ fn decide(
             return Err(d);
         }
     }
-    // The policy's verdict is a function of the policy and the facts: the
-    // connection's last admission had it on these same facts already (a
-    // new head that reads the same, as one with a fresh trace id does).
-    let (verdict, index, rule) = match repeat.verdict(live.generation, facts) {
-        Some((principal, index, rule)) => (Ok(principal), index, rule),
-        None => {
-            let (verdict, index) = policy.decide_indexed(facts);
-            // The rule's name copied, not shared: cloning the policy's
-            // `Arc` would bump a count that every core's requests bump.
-            let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
-            (verdict, index, rule)
-        }
-    };
+    let (verdict, index) = policy.decide_indexed(facts);
+    // The rule's name copied, not shared: cloning the policy's `Arc` would
+    // bump a count that every core's requests bump.
+    let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
     let outcome = verdict.as_ref().map(|_| ()).map_err(|r| *r);
     state
         .metrics
@@ -363,7 +334,6 @@ fn decide(
             principal,
             rule,
             read,
-            index,
         }))),
         Err(reason) => {
             let mut d = deny(reason, rule);

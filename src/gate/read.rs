@@ -16,10 +16,8 @@ use http::header::{
 use http::uri::Authority;
 use http::HeaderMap;
 
-use super::{
-    audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented, Repeat,
-};
-use crate::policy::{CompiledPolicy, Credential, Facts, ForwardHeaders, Reason, Transport};
+use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
+use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
 use crate::reject::Denied;
 use crate::sessions;
 use crate::state::AppState;
@@ -66,92 +64,15 @@ impl std::fmt::Debug for Read {
     }
 }
 
-/// A request's facts as [`read`] finds them, borrowed from the request
-/// where they can be: compared with the connection's last admission
-/// ([`Repeat::reread`]) before anything is copied, made a [`Read`] only
-/// when it is decided.
-pub struct ReadRef<'a> {
-    peer: IpAddr,
-    client: IpAddr,
-    method: Cow<'static, str>,
-    path: &'a str,
-    host: Option<Cow<'a, str>>,
-    origin: Option<Cow<'a, str>>,
-    scheme: Cow<'static, str>,
-    transport: Transport,
-    credential: Credential,
-    presented: Presented,
-    query: &'a str,
-    html: bool,
-}
-
-impl ReadRef<'_> {
-    /// Whether `r` was read from a request that reads exactly like this one.
-    /// Every field is named, so a fact added to [`Facts`] or [`Read`] does
-    /// not compile here until it is compared too.
-    pub(super) fn is(&self, r: &Read) -> bool {
-        let Read {
-            facts,
-            presented,
-            query,
-            html,
-        } = r;
-        let Facts {
-            peer,
-            client,
-            method,
-            path,
-            host,
-            origin,
-            scheme,
-            transport,
-            credential,
-        } = facts;
-        *peer == self.peer
-            && *client == self.client
-            && *transport == self.transport
-            && *html == self.html
-            && *method == self.method
-            && path == self.path
-            && host.as_deref() == self.host.as_deref()
-            && origin.as_deref() == self.origin.as_deref()
-            && *scheme == self.scheme
-            && query == self.query
-            && *credential == self.credential
-            && *presented == self.presented
-    }
-
-    /// The facts to decide on and keep.
-    pub(super) fn into_owned(self) -> Read {
-        Read {
-            facts: Facts {
-                peer: self.peer,
-                client: self.client,
-                method: self.method,
-                path: self.path.to_string(),
-                host: self.host.map(Cow::into_owned),
-                origin: self.origin.map(Cow::into_owned),
-                scheme: self.scheme,
-                transport: self.transport,
-                credential: self.credential,
-            },
-            presented: self.presented,
-            query: self.query.to_string(),
-            html: self.html,
-        }
-    }
-}
-
 /// Read one request's facts (SPEC §1: peer, client, method, path, host,
 /// origin, transport, credential) under the live policy. `Err` for what
 /// is refused before any rule: forwarding headers that cannot be believed,
 /// an ambiguous Host.
-pub(super) fn read<'a>(
+pub(super) fn read(
     state: &AppState,
     policy: &CompiledPolicy,
-    repeat: &Repeat,
-    head: Head<'a>,
-) -> Result<ReadRef<'a>, Denied> {
+    head: Head<'_>,
+) -> Result<Read, Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -188,7 +109,7 @@ pub(super) fn read<'a>(
     let Ok(host) = seen.host(head.uri.authority()) else {
         return Err(deny(client, Reason::HostNotAllowed));
     };
-    let presented = presented(&seen, headers, query, policy, view.peer_trusted, repeat);
+    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
     let internal = internal_allowed(peer_ip, client, path, Some(headers));
     let credential = resolve_request(state, policy, &presented, internal);
     let html = transport == Transport::Http
@@ -197,18 +118,20 @@ pub(super) fn read<'a>(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(ReadRef {
-        peer: peer_ip,
-        client,
-        method,
-        path,
-        host: view.host.map(Cow::Owned).or(host.map(Cow::Borrowed)),
-        origin: seen.origin(headers),
-        scheme: view.proto.map_or("http".into(), Into::into),
-        transport,
-        credential,
+    Ok(Read {
+        facts: Facts {
+            peer: peer_ip,
+            client,
+            method,
+            path: path.to_string(),
+            host: view.host.or_else(|| host.map(str::to_string)),
+            origin: seen.origin(headers).map(Cow::into_owned),
+            scheme: view.proto.map_or("http".into(), Into::into),
+            transport,
+            credential,
+        },
         presented,
-        query,
+        query: query.to_string(),
         html,
     })
 }
@@ -332,21 +255,19 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 
 /// The credential a request presents, strongest first: a bearer header,
 /// then `?token=`, then the session cookie, then a trusted proxy's
-/// forward-auth user. A token is hashed once per connection while it
-/// presents the same one ([`Repeat::digest`]).
+/// forward-auth user. A token is hashed here, once per request.
 fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
     policy: &CompiledPolicy,
     peer_trusted: bool,
-    repeat: &Repeat,
 ) -> Presented {
     if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
-        return Presented::Token(repeat.digest(token));
+        return Presented::Token(TokenDigest::of_bytes(token));
     }
     if let Some(t) = query_param(query, "token") {
-        return Presented::Token(repeat.digest(t.as_bytes()));
+        return Presented::Token(TokenDigest::of(&t));
     }
     if seen.cookie {
         for line in headers.get_all(COOKIE) {
@@ -428,47 +349,6 @@ mod tests {
             "B\u{e9} abc".as_bytes(),
         ] {
             assert_eq!(bearer(none), None, "{none:?}");
-        }
-    }
-
-    /// A read is the same as a kept one only when every part of it is.
-    #[test]
-    fn a_read_is_the_same_only_when_every_part_is() {
-        use crate::policy::Principal;
-        let base = || ReadRef {
-            peer: "127.0.0.1".parse().unwrap(),
-            client: "127.0.0.1".parse().unwrap(),
-            method: "GET".into(),
-            path: "/api/status",
-            host: Some("a.lan".into()),
-            origin: None,
-            scheme: "http".into(),
-            transport: Transport::Http,
-            credential: Credential::Valid(Principal::StartupToken),
-            presented: Presented::Token(crate::policy::TokenDigest::of("t")),
-            query: "",
-            html: false,
-        };
-        let kept = base().into_owned();
-        assert!(base().is(&kept));
-        let changes: [&dyn Fn(&mut ReadRef<'static>); 12] = [
-            &|r| r.peer = "127.0.0.2".parse().unwrap(),
-            &|r| r.client = "10.0.0.1".parse().unwrap(),
-            &|r| r.method = "HEAD".into(),
-            &|r| r.path = "/api/status/",
-            &|r| r.host = Some("b.lan".into()),
-            &|r| r.origin = Some("http://a.lan".into()),
-            &|r| r.scheme = "https".into(),
-            &|r| r.transport = Transport::Ws,
-            &|r| r.credential = Credential::None,
-            &|r| r.presented = Presented::Token(crate::policy::TokenDigest::of("u")),
-            &|r| r.query = "x=1",
-            &|r| r.html = true,
-        ];
-        for (i, change) in changes.iter().enumerate() {
-            let mut r = base();
-            change(&mut r);
-            assert!(!r.is(&kept), "part {i}");
         }
     }
 
