@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::ws::Utf8Bytes;
+use crate::server::ws::Utf8Bytes;
 
 /// Messages a subscriber may have queued before further ones are dropped.
 pub const SUBSCRIBER_QUEUE: usize = 256;

@@ -1,33 +1,31 @@
 //! dashgate: a web dashboard server for terminal agents, guarded by one gate.
 //!
 //! Every request — REST, WebSocket upgrade, static file — passes through one
-//! `authorize()` warp filter compiled from one YAML policy:
+//! `authorize()` warp filter compiled from one YAML policy. The parts, by
+//! folder:
 //!
 //! * [`policy`]  – the pure policy engine: facts in, a decision out.
-//! * `gate`      – the `authorize()` filter: request -> facts -> decision.
-//! * `reject`    – the one rejection type and its JSON replies.
-//! * `routes`    – the one route tree, wrapped by the gate once.
-//! * [`events`]  – the channel hub behind `/api/events` and `/api/pub`.
+//! * [`gate`]    – the `authorize()` filter: request -> facts -> decision.
+//! * [`routes`]  – the one route tree, wrapped by the gate once; a file per area.
+//! * [`server`]  – the accept loop that has the gate decide each request,
+//!   open WebSockets and their re-checks, signals and policy reloads.
+//! * [`auth`]    – sign-in sessions behind the cookie, the failure limiter.
 //! * [`chat`]    – PTY sessions behind `/api/ws`.
-//! * [`ws`]      – WebSocket upgrades with small per-socket buffers.
-//! * [`cli`], `serve`, `policy_cmd` – the command line.
+//! * [`cli`]     – the command line: arguments, `serve`, the policy subcommands.
+//!
+//! And the small things every part uses, at the root: [`events`] (the
+//! channel hub), [`metrics`], [`reject`] (the one rejection type and its
+//! JSON replies), [`state`] (what the routes share) and [`util`].
 
+pub mod auth;
 pub mod chat;
 pub mod cli;
-pub mod conns;
 pub mod events;
 pub mod gate;
-pub mod limiter;
 pub mod metrics;
 pub mod policy;
-mod policy_cmd;
 pub mod reject;
-pub mod reload;
 pub mod routes;
-pub mod serve;
 pub mod server;
-pub mod sessions;
-mod signals;
 pub mod state;
 pub mod util;
-pub mod ws;

@@ -9,15 +9,15 @@ use arc_swap::ArcSwap;
 
 use sha2::{Digest, Sha256};
 
+use crate::auth::limiter::FailureLimiter;
+use crate::auth::sessions::Sessions;
 use crate::chat::{ChatConfig, EventSink, Registry};
-use crate::conns::Conns;
 use crate::events::Hub;
 use crate::events::HubStats;
-use crate::limiter::FailureLimiter;
 use crate::metrics::{DecisionCounters, Metrics};
 use crate::policy::CompiledPolicy;
 use crate::policy::TokenDigest;
-use crate::sessions::Sessions;
+use crate::server::conns::Conns;
 
 /// Where the policy in force came from, so a reload knows what to read again.
 #[derive(Debug, Clone, PartialEq, Eq)]

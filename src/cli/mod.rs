@@ -5,6 +5,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+mod policy_cmd;
+pub mod serve;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A web dashboard server for terminal agents, guarded by one policy.
@@ -139,10 +142,10 @@ pub struct ExplainArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        None => crate::serve::main(cli.serve),
-        Some(Command::Serve(args)) => crate::serve::main(args),
-        Some(Command::Policy(cmd)) => crate::policy_cmd::main(cmd),
-        Some(Command::HashPassword) => crate::policy_cmd::hash_password(),
-        Some(Command::Token) => crate::policy_cmd::token(),
+        None => crate::cli::serve::main(cli.serve),
+        Some(Command::Serve(args)) => crate::cli::serve::main(args),
+        Some(Command::Policy(cmd)) => crate::cli::policy_cmd::main(cmd),
+        Some(Command::HashPassword) => crate::cli::policy_cmd::hash_password(),
+        Some(Command::Token) => crate::cli::policy_cmd::token(),
     }
 }

@@ -198,8 +198,8 @@ pub fn main(args: ServeArgs) -> i32 {
         };
         // Signals and the watcher are in place before the server announces
         // itself, so a SIGHUP right after the `listening` line is a reload.
-        let _watcher = crate::reload::watch(&state);
-        let shutdown = crate::signals::install(state);
+        let _watcher = crate::server::reload::watch(&state);
+        let shutdown = crate::server::signals::install(state);
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");

@@ -17,9 +17,9 @@ use http::uri::Authority;
 use http::HeaderMap;
 
 use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
+use crate::auth::sessions;
 use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
 use crate::reject::Denied;
-use crate::sessions;
 use crate::state::AppState;
 
 /// A request as the gate reads it: borrowed from hyper's, so nothing is

@@ -9,11 +9,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
-use crate::conns::Close;
+use crate::auth::sessions::{clear_cookie, set_cookie};
 use crate::gate::{resolve, Access, Presented};
 use crate::policy::{Credential, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
-use crate::sessions::{clear_cookie, set_cookie};
+use crate::server::conns::Close;
 use crate::state::{with_state, AppState};
 
 /// Largest login body.

@@ -11,7 +11,7 @@
 //! second task that may wait on a child that does not read its input
 //! without stopping the output.
 
-use crate::ws::{Message, WebSocket, Ws};
+use crate::server::ws::{Message, WebSocket, Ws};
 use bytes::Bytes;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
@@ -27,9 +27,9 @@ use warp::{Filter, Rejection, Reply};
 use super::events::{register, ws_required, ws_upgrade};
 use super::Endpoint;
 use crate::chat::{ChatError, Session, Viewer, ViewerEvent};
-use crate::conns::{Close, ConnGuard};
 use crate::gate::query_param;
 use crate::reject::error_reply;
+use crate::server::conns::{Close, ConnGuard};
 use crate::state::{with_state, AppState};
 
 /// Largest client frame (keystrokes or a control message); over it the
@@ -225,7 +225,7 @@ async fn send_output(
     tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     first: Bytes,
     viewer: &mut Viewer,
-) -> Result<(), crate::ws::Error> {
+) -> Result<(), crate::server::ws::Error> {
     tx.feed(Message::binary(first)).await?;
     for _ in 1..OUTPUT_BATCH {
         let Some(more) = viewer.try_recv_output() else {

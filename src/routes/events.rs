@@ -9,13 +9,13 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
-use crate::conns::{Close, ConnGuard};
 use crate::events::{valid_channel, Subscription, MAX_MESSAGE, SERVER_CHANNEL};
 use crate::gate::{query_param, Access};
 use crate::policy::Principal;
 use crate::reject::{error_reply, ApiError};
+use crate::server::conns::{Close, ConnGuard};
+use crate::server::ws::{Message, Utf8Bytes, WebSocket, Ws};
 use crate::state::{with_state, AppState};
-use crate::ws::{Message, Utf8Bytes, WebSocket, Ws};
 
 /// Most queued messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -31,7 +31,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
 /// (answered 426 by [`ws_required`] rather than falling through to a 404).
 pub fn ws_upgrade() -> impl Filter<Extract = (Option<Ws>,), Error = std::convert::Infallible> + Clone
 {
-    crate::ws::upgrade()
+    crate::server::ws::upgrade()
 }
 
 /// The reply to a plain HTTP request on a WebSocket route.

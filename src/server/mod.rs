@@ -6,6 +6,11 @@
 //! reference with its TCP peer, and shutdown can close WebSockets with
 //! 1001 before the HTTP side drains.
 
+pub mod conns;
+pub mod reload;
+pub(crate) mod signals;
+pub mod ws;
+
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,10 +25,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::conns::Close;
 use crate::gate::{Head, Intake};
 use crate::metrics::route_index;
 use crate::routes::routes;
+use crate::server::conns::Close;
 use crate::state::AppState;
 
 /// How long shutdown waits for WebSockets to say goodbye and HTTP requests to

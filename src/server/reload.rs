@@ -6,9 +6,9 @@
 //! WebSocket is decided again with the facts of its upgrade and closed with
 //! 4403 (reason: the rule) if the new policy refuses it.
 
-use crate::conns::Close;
+use crate::cli::serve::load_policy;
 use crate::gate::redecide;
-use crate::serve::load_policy;
+use crate::server::conns::Close;
 use crate::state::AppState;
 
 /// Reload from the policy's source; `why` names the trigger for the log.
