@@ -144,6 +144,8 @@ describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host n
     const logged = nginx.accessLog().split('\n').filter((l) => /"GET \/api\/(ws|events|pty)\?/.test(l));
     assert.ok(logged.length >= 9, `nginx logged ${logged.length} handshakes`);
     assert.ok(logged.every((l) => /" 403 /.test(l)), logged.filter((l) => !/" 403 /.test(l)).join('\n'));
+    // ... with hermes's token in each line (nginx's default log format keeps the query).
+    assert.ok(logged.every((l) => l.includes(`token=${token}`)), 'the token in the access log');
     // hermes's reason is only in its own log.
     await until(() => /origin_mismatch origin=http:\/\/hermes\.test/.test(hermes.guiLog()), 'origin_mismatch in gui.log', 5000);
     await page.close();
@@ -159,6 +161,9 @@ describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host n
     // The chat terminal shows the hermes TUI's output.
     await until(async () => /Hermes Agent/.test(await page.text()), 'the hermes TUI banner in the chat', 45_000);
     const token = await page.evaluate(() => window.__HERMES_SESSION_TOKEN__);
+    assert.equal((await fetchFromPage(page, '/api/status')).status, 200);
+    assert.equal((await fetchFromPage(page, '/api/sessions')).status, 401);
+    assert.equal((await fetchFromPage(page, '/api/sessions', { 'X-Hermes-Session-Token': token })).status, 200);
     for (const p of SOCKETS) {
       const r = await openFromPage(page, p, `${query(p, token)}&probe=js`);
       assert.equal(r.opened, true, `${p} from the page: ${JSON.stringify(r)}`);
