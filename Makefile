@@ -6,9 +6,11 @@ NPM ?= npm
 NODE ?= node
 # The browser the UI tests drive (Debian's package; `make deps-browser`).
 CHROMIUM ?= /usr/bin/chromium
+# The reverse proxy the upstream tests compare with (`make deps-nginx`).
+NGINX ?= /usr/sbin/nginx
 SHELL := /bin/bash
 
-.PHONY: all build run test lint unit browser bench bench-hermes deps-web deps-browser clean
+.PHONY: all build run test lint unit browser bench bench-hermes deps-web deps-browser deps-hermes deps-nginx clean
 
 all: build
 
@@ -37,9 +39,12 @@ unit: deps-web
 ## scenario, screenshots in target/screenshots/. The binary is the one the
 ## integration tests use (`cargo test --no-run`: nothing to do after `unit`;
 ## `cargo build` would link a second variant with other dependency features).
-browser: deps-web deps-browser
+## The hermes dashboard behind nginx (nginx-hermes.test.mjs) needs both
+## installed: the first run installs hermes (a few minutes), later ones reuse it.
+browser: deps-web deps-browser deps-hermes deps-nginx
 	$(CARGO) test --no-run --test routes
-	DASHGATE_BIN=$(CURDIR)/target/debug/dashgate CHROMIUM=$(CHROMIUM) \
+	DASHGATE_BIN=$(CURDIR)/target/debug/dashgate CHROMIUM=$(CHROMIUM) NGINX=$(NGINX) \
+	  HERMES_VENV=$(HERMES_VENV) \
 	  $(NODE) --test --test-reporter=spec --test-concurrency=1 tests/browser/
 
 ## Benchmarks (docs/benchmarks.md): criterion for the policy engine, the chat
@@ -57,6 +62,13 @@ bench: bench-hermes
 ## target/bench (best effort: a failed install is reported in the table).
 bench-hermes:
 	@bash benches/scripts/hermes-venv.sh
+
+## The same install for the tests, which need it: a failed install stops here
+## with the end of its log (target/bench/hermes-install.log), and a test that
+## finds no hermes fails with the reason; neither skips.
+HERMES_VENV := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/bench/hermes-venv
+deps-hermes:
+	@bash benches/scripts/hermes-venv.sh --strict
 
 ## xterm.js and its fit addon, from npm (package-lock.json), into the
 ## git-ignored static/vendor/ served at /vendor/. Does nothing when up to date.
@@ -88,6 +100,20 @@ deps-browser:
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium; \
+	fi
+
+## Debian's nginx (the plain reverse proxy hermes users put in front of it),
+## when it is not there yet. bookworm's `nginx` is the package (`nginx-light`
+## is only a transitional name there); older releases have only the latter.
+## Nothing is started: the tests run their own nginx with their own config.
+deps-nginx:
+	@if [ -x "$(NGINX)" ]; then \
+	  echo "nginx: $(NGINX)"; \
+	else \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -q && \
+	  if apt-cache policy nginx | grep -q 'Candidate: [0-9]'; then pkg=nginx; else pkg=nginx-light; fi && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$pkg; \
 	fi
 
 clean:
