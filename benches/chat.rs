@@ -65,7 +65,14 @@ async fn serve() -> SocketAddr {
     let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let bind = listener.local_addr().unwrap();
-    let policy = CompiledPolicy::preset("insecure", &LoadContext { bind: bind.ip() }).unwrap();
+    let policy = CompiledPolicy::preset(
+        "insecure",
+        &LoadContext {
+            bind: bind.ip(),
+            upstream: false,
+        },
+    )
+    .unwrap();
     let config = Config {
         bind,
         static_dir: std::env::temp_dir(),
@@ -74,6 +81,7 @@ async fn serve() -> SocketAddr {
         auth_window: Duration::from_secs(60),
         max_sockets: 100,
         chat: ChatConfig::new(vec!["/bin/sh".into()]),
+        upstream: None,
     };
     let state = State::new(config, policy);
     tokio::spawn(dashgate::server::run(

@@ -15,6 +15,7 @@ use dashgate::policy::{CompiledPolicy, Credential, Facts, LoadContext, Principal
 fn ctx() -> LoadContext {
     LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     }
 }
 

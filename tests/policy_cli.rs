@@ -287,6 +287,7 @@ fn hash_password_round_trips_through_a_policy() {
     ));
     let ctx = dashgate::policy::LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     };
     let p = dashgate::policy::CompiledPolicy::load_file(&path, &ctx).unwrap();
     assert!(p.verify_password("alice", "correct horse").is_some());

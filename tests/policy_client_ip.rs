@@ -241,6 +241,7 @@ fn the_query_and_the_fragment_never_match_a_rule() {
     // A glob cannot even name a query.
     let ctx = dashgate::policy::LoadContext {
         bind: ip("127.0.0.1"),
+        upstream: false,
     };
     let e = dashgate::policy::CompiledPolicy::from_str(
         "version: 1\nrules:\n  - { paths: [\"/a?x=1\"], action: allow }\n",

@@ -11,6 +11,7 @@ use dashgate::policy::{CompiledPolicy, LoadContext, Principal, PRESETS};
 fn ctx() -> LoadContext {
     LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     }
 }
 

@@ -78,6 +78,7 @@ async fn observe(s: &Server, path: &str, ws: bool, token: Option<&str>) -> Optio
 async fn every_route_is_decided_by_the_gate_on_both_transports() {
     let ctx = LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     };
     for preset in ["secure", "insecure", "lan"] {
         let policy = CompiledPolicy::preset(preset, &ctx).unwrap();
@@ -197,6 +198,7 @@ fn every_path_in_the_source_is_a_listed_route() {
 async fn every_path_in_the_source_is_gated() {
     let ctx = LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     };
     let policy = CompiledPolicy::preset("secure", &ctx).unwrap();
     let s = launch().start();
@@ -222,6 +224,7 @@ async fn the_tree_without_the_gates_decision_fails_closed() {
     use dashgate::state::{Config, PolicySource, StartupToken, State};
     let ctx = LoadContext {
         bind: IpAddr::from([127, 0, 0, 1]),
+        upstream: false,
     };
     let state = State::new(
         Config {
@@ -232,6 +235,7 @@ async fn the_tree_without_the_gates_decision_fails_closed() {
             auth_window: std::time::Duration::from_secs(60),
             max_sockets: 16,
             chat: ChatConfig::new(vec!["/bin/sh".into()]),
+            upstream: None,
         },
         CompiledPolicy::preset("insecure", &ctx).unwrap(),
     );

@@ -59,6 +59,7 @@ fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppS
             auth_window: Duration::from_secs(60),
             max_sockets: 20_000,
             chat: ChatConfig::new(vec!["/bin/sh".into()]),
+            upstream: None,
         },
         policy,
     )
@@ -90,6 +91,7 @@ pub fn ab_server() {
         };
         let ctx = LoadContext {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            upstream: false,
         };
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let mut ports = Vec::new();

@@ -90,9 +90,18 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Put the gate in front of this dashboard (`http://HOST:PORT`): every
+    /// path but `/.dashgate/...` (dashgate's own) is proxied to it.
+    #[arg(long, env = "DASHGATE_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Seconds the upstream has to answer (a response head, a WebSocket
+    /// handshake) before the client gets 504.
+    #[arg(long, env = "DASHGATE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]
+    pub upstream_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum PolicyCommand {
     /// Validate files; exit 0, or 2 with file:line:col.
     Check {
@@ -133,6 +142,10 @@ pub struct ExplainArgs {
     /// A bearer token to present.
     #[arg(long)]
     pub token: Option<String>,
+    /// Decide as `serve --upstream URL` would: the presets name dashgate's
+    /// own paths under `/.dashgate/`, every other path is the upstream's.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

@@ -84,8 +84,13 @@ fn fail(msg: &str) -> i32 {
 }
 
 /// A policy file, or a preset by name when no such file exists.
-fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
-    let ctx = LoadContext { bind: EXPLAIN_BIND };
+/// `upstream`: compile as `serve --upstream` does (the presets' paths under
+/// `/.dashgate/`).
+fn load(path: &Path, upstream: bool) -> Result<CompiledPolicy, PolicyError> {
+    let ctx = LoadContext {
+        bind: EXPLAIN_BIND,
+        upstream,
+    };
     let name = path.to_string_lossy();
     if !path.exists() && PRESETS.iter().any(|(n, _)| *n == name) {
         return CompiledPolicy::preset(&name, &ctx);
@@ -96,7 +101,7 @@ fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
 fn check(files: &[std::path::PathBuf]) -> i32 {
     let mut status = 0;
     for file in files {
-        match load(file) {
+        match load(file, false) {
             Ok(p) => {
                 let n = p.summary().rules;
                 let s = if n == 1 { "" } else { "s" };
@@ -171,7 +176,7 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
 }
 
 fn explain(args: &ExplainArgs) -> i32 {
-    let policy = match load(&args.file) {
+    let policy = match load(&args.file, args.upstream.is_some()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -14,6 +15,7 @@ use rand::RngCore;
 use crate::chat::ChatConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::policy::{CompiledPolicy, LoadContext};
+use crate::proxy::Upstream;
 use crate::state::{Config, PolicySource, StartupToken, State};
 
 /// Default port (the hermes dashboard's).
@@ -57,8 +59,12 @@ fn policy_source(args: &ServeArgs) -> Result<PolicySource, String> {
 ///
 /// # Errors
 /// The policy error, with file:line:col.
-pub fn load_policy(source: &PolicySource, bind: IpAddr) -> Result<CompiledPolicy, String> {
-    let ctx = LoadContext { bind };
+pub fn load_policy(
+    source: &PolicySource,
+    bind: IpAddr,
+    upstream: bool,
+) -> Result<CompiledPolicy, String> {
+    let ctx = LoadContext { bind, upstream };
     match source {
         PolicySource::Preset(name) => CompiledPolicy::preset(name, &ctx),
         PolicySource::File(path) => CompiledPolicy::load_file(path, &ctx),
@@ -130,6 +136,20 @@ fn chat_config(args: &ServeArgs) -> Result<ChatConfig, String> {
     Ok(cfg)
 }
 
+/// `--upstream URL`, checked (SPEC §6).
+fn upstream(args: &ServeArgs) -> Result<Option<Arc<Upstream>>, String> {
+    let Some(url) = &args.upstream else {
+        return Ok(None);
+    };
+    let t = args.upstream_timeout;
+    if !(t.is_finite() && t > 0.0) {
+        return Err(format!(
+            "--upstream-timeout {t}: expected a positive number of seconds"
+        ));
+    }
+    Upstream::parse(url, Duration::from_secs_f64(t)).map(|u| Some(Arc::new(u)))
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -158,7 +178,11 @@ pub fn main(args: ServeArgs) -> i32 {
         (Ok(h), Ok(p)) => (h, p),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
-    let policy = match load_policy(&source, host) {
+    let upstream = match upstream(&args) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    let policy = match load_policy(&source, host, upstream.is_some()) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -189,6 +213,7 @@ pub fn main(args: ServeArgs) -> i32 {
             auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
             max_sockets: args.max_sockets,
             chat,
+            upstream,
         };
         let state = State::new(config, policy);
         let shown = if bind.ip().is_unspecified() {
@@ -203,8 +228,13 @@ pub fn main(args: ServeArgs) -> i32 {
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");
+        if let Some(up) = &state.config.upstream {
+            println!("proxying to {}", up.url);
+        }
         if needs_token {
-            println!("open http://{shown}/?token={token}");
+            let page = state.config.own_path("/login");
+            let page = if state.config.upstream.is_some() { page.as_str() } else { "/" };
+            println!("open http://{shown}{page}?token={token}");
         }
         drop(token);
         crate::server::run(listener, state, args.max_connections, shutdown).await;

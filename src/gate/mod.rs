@@ -338,22 +338,49 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         Err(reason) => {
             let mut d = deny(reason, rule);
             if reason == Reason::NoCredential && r.html {
-                d.login_redirect = Some(login_url(&facts.path, &r.query));
+                d.login_redirect = Some(login_url(state, &facts.path, &r.query));
             }
             Err(d)
         }
     }
 }
 
-/// `/login?next=<path?query>`; `next` is always a local path.
-fn login_url(path: &str, query: &str) -> String {
+/// The path of `/api/pub`, where a chat child's internal credential counts
+/// (under `/.dashgate` in upstream mode: `/api/pub` is then the upstream's).
+pub(super) fn pub_path(state: &AppState) -> &'static str {
+    if state.config.upstream.is_some() {
+        "/.dashgate/api/pub"
+    } else {
+        "/api/pub"
+    }
+}
+
+/// Whether `path` is the upstream's (upstream mode, outside `/.dashgate`).
+pub fn upstreams_path(state: &AppState, path: &str) -> bool {
+    state.config.upstream.is_some() && !is_own_path(path)
+}
+
+/// Whether `path` is under [`crate::policy::OWN_PREFIX`].
+pub fn is_own_path(path: &str) -> bool {
+    path.strip_prefix(crate::policy::OWN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `/login?next=<path?query>` (`/.dashgate/login?…` in upstream mode);
+/// `next` is always a local path.
+fn login_url(state: &AppState, path: &str, query: &str) -> String {
     let next = if query.is_empty() {
         path.to_string()
     } else {
         format!("{path}?{query}")
     };
     let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
-    format!("/login?next={enc}")
+    let login = if state.config.upstream.is_some() {
+        "/.dashgate/login"
+    } else {
+        "/login"
+    };
+    format!("{login}?next={enc}")
 }
 
 /// One `warn` line and one `access.denied` event per denial.
@@ -388,7 +415,7 @@ pub fn redecide(
     access: &Access,
 ) -> crate::policy::Decision {
     let mut facts = access.facts().clone();
-    let internal = internal_allowed(facts.peer, facts.client, &facts.path, None);
+    let internal = internal_allowed(facts.peer, facts.client, &facts.path, pub_path(state), None);
     facts.credential = resolve_request(state, policy, access.presented(), internal);
     policy.decide(&facts)
 }

@@ -18,7 +18,9 @@ use http::HeaderMap;
 
 use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
 use crate::auth::sessions;
-use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
+use crate::policy::{
+    CompiledPolicy, Credential, Facts, ForwardHeaders, Reason, TokenDigest, Transport,
+};
 use crate::reject::Denied;
 use crate::state::AppState;
 
@@ -109,9 +111,18 @@ pub(super) fn read(
     let Ok(host) = seen.host(head.uri.authority()) else {
         return Err(deny(client, Reason::HostNotAllowed));
     };
-    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
-    let internal = internal_allowed(peer_ip, client, path, Some(headers));
-    let credential = resolve_request(state, policy, &presented, internal);
+    let mut presented = presented(&seen, headers, query, policy, view.peer_trusted, true);
+    let pub_path = super::pub_path(state);
+    let internal = internal_allowed(peer_ip, client, path, pub_path, Some(headers));
+    let mut credential = resolve_request(state, policy, &presented, internal);
+    if credential == Credential::Invalid && super::upstreams_path(state, path) {
+        // A token that is not dashgate's, on a path of the upstream, is the
+        // upstream's own (hermes sends `?token=` on its WebSockets): no
+        // bad credential, not counted, passed on untouched (SPEC §6). The
+        // request is decided on dashgate's other credentials, if any.
+        presented = self::presented(&seen, headers, query, policy, view.peer_trusted, false);
+        credential = resolve_request(state, policy, &presented, internal);
+    }
     let html = transport == Transport::Http
         && method == "GET"
         && seen
@@ -254,19 +265,25 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// The credential a request presents, strongest first: a bearer header,
-/// then `?token=`, then the session cookie, then a trusted proxy's
-/// forward-auth user. A token is hashed here, once per request.
+/// then `?token=` (both only when `tokens`), then the session cookie, then
+/// a trusted proxy's forward-auth user. A token is hashed here, once per
+/// request.
 fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
     policy: &CompiledPolicy,
     peer_trusted: bool,
+    tokens: bool,
 ) -> Presented {
-    if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
+    if let Some(token) = seen
+        .authorization
+        .filter(|_| tokens)
+        .and_then(|v| bearer(v.as_bytes()))
+    {
         return Presented::Token(TokenDigest::of_bytes(token));
     }
-    if let Some(t) = query_param(query, "token") {
+    if let Some(t) = query_param(query, "token").filter(|_| tokens) {
         return Presented::Token(TokenDigest::of(&t));
     }
     if seen.cookie {
@@ -298,6 +315,7 @@ pub(super) fn internal_allowed(
     peer: IpAddr,
     client: IpAddr,
     path: &str,
+    pub_path: &str,
     headers: Option<&HeaderMap>,
 ) -> bool {
     let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -311,7 +329,7 @@ pub(super) fn internal_allowed(
         .iter()
         .any(|n| h.contains_key(n))
     };
-    path == "/api/pub" && named && client == peer && !headers.is_some_and(forwarded)
+    path == pub_path && named && client == peer && !headers.is_some_and(forwarded)
 }
 
 /// The method as a fact: the standard ones without a copy.

@@ -24,10 +24,13 @@ use super::rules::{compile_rule, Rule};
 use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
 
 /// What the compiler needs to know about the server: the bind address decides
-/// the default `allowed_hosts` (SPEC §2.3).
+/// the default `allowed_hosts` (SPEC §2.3); upstream mode moves the
+/// presets' paths under [`presets::OWN_PREFIX`] (SPEC §6).
 #[derive(Debug, Clone)]
 pub struct LoadContext {
     pub bind: IpAddr,
+    /// `--upstream` is set: dashgate's own routes are under `/.dashgate/`.
+    pub upstream: bool,
 }
 
 /// A policy error with the place it was found.
@@ -430,8 +433,22 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     let mut rules = Vec::new();
     let mut merged_rules = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
+        // A preset's paths name dashgate's own routes: in upstream mode
+        // those are under the prefix (the user's own rules are as written).
+        let prefixed = ctx.upstream && layer.label.starts_with("preset:");
         for (i, rf) in layer.file.rules.iter().enumerate() {
             let path = root.key("rules").index(i);
+            let owned;
+            let rf = if prefixed && rf.paths.is_some() {
+                let mut r = rf.clone();
+                r.paths = r
+                    .paths
+                    .map(|ps| ps.iter().map(|p| presets::own_path(p)).collect());
+                owned = r;
+                &owned
+            } else {
+                rf
+            };
             let rule = compile_rule(rf, rules.len() + 1, &layer.label, &mut nets, &path)
                 .map_err(|e| e.in_layer(l))?;
             let mut shown = rf.clone();

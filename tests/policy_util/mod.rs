@@ -16,6 +16,7 @@ pub fn compile(yaml: &str) -> CompiledPolicy {
 pub fn compile_bound(yaml: &str, bind: &str) -> CompiledPolicy {
     let ctx = LoadContext {
         bind: bind.parse().unwrap(),
+        upstream: false,
     };
     CompiledPolicy::from_str(yaml, "test.yaml", &ctx).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
@@ -24,6 +25,7 @@ pub fn compile_bound(yaml: &str, bind: &str) -> CompiledPolicy {
 pub fn preset(name: &str) -> CompiledPolicy {
     let ctx = LoadContext {
         bind: "127.0.0.1".parse().unwrap(),
+        upstream: false,
     };
     CompiledPolicy::preset(name, &ctx).unwrap()
 }
