@@ -228,13 +228,13 @@ pub fn main(args: ServeArgs) -> i32 {
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");
-        if let Some(up) = &state.config.upstream {
-            println!("proxying to {}", up.url);
-        }
         if needs_token {
             let page = state.config.own_path("/login");
             let page = if state.config.upstream.is_some() { page.as_str() } else { "/" };
             println!("open http://{shown}{page}?token={token}");
+        }
+        if let Some(up) = &state.config.upstream {
+            println!("proxying to {}", up.url);
         }
         drop(token);
         crate::server::run(listener, state, args.max_connections, shutdown).await;
