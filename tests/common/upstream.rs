@@ -176,7 +176,7 @@ fn ws_echo(mut req: Request<Incoming>) -> Response<Body> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_string())
-        .last();
+        .next_back();
     let on = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
@@ -193,7 +193,8 @@ fn ws_echo(mut req: Request<Incoming>) -> Response<Body> {
                         .await;
                 }
                 Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(m).await.is_err() {
+                    let sent = ws.send(m).await;
+                    if sent.is_err() {
                         break;
                     }
                 }
