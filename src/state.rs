@@ -75,7 +75,7 @@ pub struct Config {
 impl Config {
     /// The path of one of dashgate's own routes as a client requests it:
     /// under `/.dashgate` in upstream mode.
-    pub fn own_path(&self, path: &str) -> String {
+    pub fn own_route(&self, path: &str) -> String {
         match self.upstream {
             Some(_) => format!("{}{path}", crate::policy::OWN_PREFIX),
             None => path.to_string(),
@@ -140,7 +140,7 @@ impl State {
         });
         let mut chat = config.chat.clone();
         if chat.events_url.is_none() {
-            chat.events_url = events_base(config.bind, &config.own_path("/api/pub"));
+            chat.events_url = events_base(config.bind, &config.own_route("/api/pub"));
         }
         let sink = hub.clone();
         let on_event: EventSink = Arc::new(move |kind, data| sink.server_event(kind, data));

@@ -355,3 +355,29 @@ async fn bad_upstream_urls_are_refused_at_start() {
         assert!(err.contains("--upstream"), "{url}: {err}");
     }
 }
+
+#[test]
+fn policy_explain_with_upstream_decides_as_the_server_does() {
+    let explain = |path: &str, upstream: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dashgate"));
+        c.args([
+            "policy",
+            "explain",
+            "secure",
+            "--from",
+            "127.0.0.1",
+            "--path",
+            path,
+        ]);
+        if upstream {
+            c.args(["--upstream", "http://127.0.0.1:9120"]);
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().last().unwrap_or("").to_string()
+    };
+    assert!(explain("/.dashgate/login", true).starts_with("decision: allow"));
+    assert!(explain("/login", true).starts_with("decision: authenticate"));
+    assert!(explain("/healthz", true).starts_with("decision: authenticate"));
+    assert!(explain("/login", false).starts_with("decision: allow"));
+}

@@ -229,7 +229,7 @@ pub fn main(args: ServeArgs) -> i32 {
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");
         if needs_token {
-            let page = state.config.own_path("/login");
+            let page = state.config.own_route("/login");
             let page = if state.config.upstream.is_some() { page.as_str() } else { "/" };
             println!("open http://{shown}{page}?token={token}");
         }

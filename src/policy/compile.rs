@@ -83,6 +83,10 @@ struct Layer {
     source: String,
     /// Shown by `policy explain` next to each rule: `file` or `preset:NAME`.
     label: Arc<str>,
+    /// A preset: embedded, or a file that is exactly a shipped preset's text
+    /// (`--policy policies/secure.yaml`). Its paths name dashgate's own
+    /// routes, so upstream mode puts them under the prefix.
+    preset: bool,
 }
 
 /// An error found after parsing: which layer, which key path, and whether to
@@ -190,6 +194,7 @@ fn load_layers(
         doc,
         source: source.to_owned(),
         label: label.into(),
+        preset: label.starts_with("preset:") || presets::PRESETS.iter().any(|(_, t)| *t == text),
     }];
     if let Some(name) = extends {
         let at = layers[0].doc.locate(&KeyPath::root().key("extends"));
@@ -435,7 +440,7 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     for (l, layer) in layers.iter().enumerate() {
         // A preset's paths name dashgate's own routes: in upstream mode
         // those are under the prefix (the user's own rules are as written).
-        let prefixed = ctx.upstream && layer.label.starts_with("preset:");
+        let prefixed = ctx.upstream && layer.preset;
         for (i, rf) in layer.file.rules.iter().enumerate() {
             let path = root.key("rules").index(i);
             let owned;
