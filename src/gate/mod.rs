@@ -345,12 +345,18 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
     }
 }
 
-/// `/login?next=<path?query>`; `next` is always a local path.
+/// `/login?next=<path?query>`; `next` is always a local path, and never
+/// keeps a `?token=` (a cross-site one, ignored here, would otherwise be
+/// visited from the site itself once the user has signed in).
 fn login_url(path: &str, query: &str) -> String {
-    let next = if query.is_empty() {
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
+        .collect();
+    let next = if rest.is_empty() {
         path.to_string()
     } else {
-        format!("{path}?{query}")
+        format!("{path}?{}", rest.join("&"))
     };
     let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
     format!("/login?next={enc}")

@@ -148,6 +148,7 @@ struct Seen<'h> {
     origins: usize,
     accept: Option<&'h HeaderValue>,
     cookie: bool,
+    fetch_site: Option<&'h HeaderValue>,
 }
 
 impl<'h> Seen<'h> {
@@ -169,6 +170,8 @@ impl<'h> Seen<'h> {
                 s.accept.get_or_insert(value);
             } else if name == COOKIE {
                 s.cookie = true;
+            } else if name == SEC_FETCH_SITE {
+                s.fetch_site.get_or_insert(value);
             }
         }
         s
@@ -199,6 +202,16 @@ impl<'h> Seen<'h> {
         }
     }
 
+    /// A browser says another site made this request (`Sec-Fetch-Site:
+    /// cross-site` or `same-site`, e.g. another port on the same host): a
+    /// link or form of a page the user visits, not the user.
+    fn cross_site(&self) -> bool {
+        self.fetch_site.is_some_and(|v| {
+            let v = v.as_bytes().trim_ascii();
+            v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site")
+        })
+    }
+
     /// The Origin header. Several Origin headers (only a non-browser client
     /// can send that) are kept joined, which equals no allowed origin:
     /// refused where Origin is checked, rather than deciding on whichever
@@ -224,6 +237,7 @@ impl<'h> Seen<'h> {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 fn header_lines<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Vec<String> {
     headers
@@ -266,7 +280,10 @@ fn presented(
     if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
         return Presented::Token(TokenDigest::of_bytes(token));
     }
-    if let Some(t) = query_param(query, "token") {
+    // A cross-site `?token=` is no credential (SPEC §8): any page could
+    // sign the browser in as someone else, or lock its address out with
+    // guesses. A typed or pasted link is `none`; a script sends no header.
+    if let Some(t) = query_param(query, "token").filter(|_| !seen.cross_site()) {
         return Presented::Token(TokenDigest::of(&t));
     }
     if seen.cookie {

@@ -313,6 +313,15 @@ impl CompiledPolicy {
     pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
         self.creds.verify_password(user, password)
     }
+    /// The PHC hash `user` signs in against, if the user is listed (kept
+    /// by a session, hashed, to end it when the hash changes).
+    pub fn password_hash(&self, user: &str) -> Option<&str> {
+        let users = &self.creds.users;
+        users
+            .iter()
+            .find(|(n, _)| n == user)
+            .map(|(_, h)| h.as_str())
+    }
     /// Whether the startup token is accepted (`credentials.startup_token`).
     pub fn startup_token_enabled(&self) -> bool {
         self.creds.startup_token

@@ -4,7 +4,10 @@
 //! file leaves the old policy serving, is logged with its line and column and
 //! announced as `policy.reload_failed`. After a successful swap every open
 //! WebSocket is decided again with the facts of its upgrade and closed with
-//! 4403 (reason: the rule) if the new policy refuses it.
+//! 4403 (reason: the rule) if the new policy refuses it; before that, the
+//! sign-in sessions whose credential the new policy removed or changed (or
+//! that are older than its `session_ttl`) end, and their sockets close with
+//! 4401.
 
 use crate::cli::serve::load_policy;
 use crate::gate::redecide;
@@ -30,7 +33,9 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             state.swap_policy(policy);
             state.metrics.reloads.inc();
             let live = state.policy();
-            let closed = state.conns.recheck(|access| {
+            let (sessions_ended, signed_out) =
+                crate::routes::auth::end_stale_sessions(state, &live.compiled);
+            let refused = state.conns.recheck(|access| {
                 let d = redecide(state, &live.compiled, access);
                 match d.verdict {
                     Ok(_) => None,
@@ -40,7 +45,8 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                     }
                 }
             });
-            tracing::info!(trigger = why, source = %summary.source, rules = summary.rules, sockets_closed = closed, "policy reloaded");
+            let closed = signed_out + refused;
+            tracing::info!(trigger = why, source = %summary.source, rules = summary.rules, sockets_closed = closed, sessions_ended, "policy reloaded");
             state.hub.server_event(
                 "policy.reloaded",
                 serde_json::json!({
@@ -48,6 +54,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                     "rules": summary.rules,
                     "sha256": summary.sha256,
                     "sockets_closed": closed,
+                    "sessions_ended": sessions_ended,
                     "trigger": why,
                 }),
             );

@@ -64,9 +64,17 @@ const CLOSE_CODES = {
   4403: 'the policy no longer allows this connection',
 };
 
-/** A sentence for a WebSocket close code. */
-export function closeText(code) {
-  return CLOSE_CODES[code] || 'closed';
+/** Close reasons that say more than their code (the server's exact words). */
+const CLOSE_REASONS = {
+  4401: {
+    'credential revoked': 'your sign-in ended because the token or password it was made with '
+      + 'was removed or changed in the server’s policy; sign in again with a current one',
+  },
+};
+
+/** A sentence for a WebSocket close code (and its reason, where it tells more). */
+export function closeText(code, reason) {
+  return CLOSE_REASONS[code]?.[reason] || CLOSE_CODES[code] || 'closed';
 }
 
 /**
