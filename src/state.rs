@@ -15,8 +15,8 @@ use crate::chat::{ChatConfig, EventSink, Registry};
 use crate::events::Hub;
 use crate::events::HubStats;
 use crate::metrics::{DecisionCounters, Metrics};
-use crate::policy::CompiledPolicy;
 use crate::policy::TokenDigest;
+use crate::policy::{CompiledPolicy, LoadContext};
 use crate::server::conns::Conns;
 
 /// Where the policy in force came from, so a reload knows what to read again.
@@ -59,6 +59,9 @@ pub struct Config {
     pub bind: SocketAddr,
     pub static_dir: PathBuf,
     pub policy_source: PolicySource,
+    /// What the policy is compiled against (bind address, machine name,
+    /// `--allowed-host`), kept so a reload compiles the same way.
+    pub policy_context: LoadContext,
     pub startup_token: Option<StartupToken>,
     /// Length of the failed-credential window (a minute; shorter in tests).
     pub auth_window: std::time::Duration,

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use dashgate::policy::{CompiledPolicy, LoadContext, Principal, PRESETS};
 
 fn ctx() -> LoadContext {
-    LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-    }
+    LoadContext::new("127.0.0.1".parse().unwrap())
 }
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {

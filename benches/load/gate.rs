@@ -55,6 +55,7 @@ fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppS
             bind,
             static_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
             policy_source: source,
+            policy_context: LoadContext::new(bind.ip()),
             startup_token: Some(StartupToken::new(TOKEN)),
             auth_window: Duration::from_secs(60),
             max_sockets: 20_000,
@@ -88,9 +89,7 @@ pub fn ab_server() {
                 let _ = rx.changed().await;
             }
         };
-        let ctx = LoadContext {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
+        let ctx = LoadContext::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let mut ports = Vec::new();
         let mut tasks = Vec::new();

@@ -56,6 +56,16 @@ pub struct ServeArgs {
     /// checked. Also `DASHGATE_INSECURE=1` / `HERMES_DASHBOARD_INSECURE=1`.
     #[arg(long)]
     pub insecure: bool,
+    /// A Host name to serve besides the policy's `allowed_hosts` or its
+    /// default (repeatable; `*.suffix` for a domain). Also
+    /// `DASHGATE_ALLOWED_HOSTS` (comma-separated).
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "DASHGATE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Folder of the web UI.
     #[arg(long, env = "DASHGATE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -100,7 +110,7 @@ pub enum PolicyCommand {
         files: Vec<PathBuf>,
     },
     /// Show how a request would be decided, rule by rule.
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
     /// Print the JSON Schema of the policy file.
     Schema,
 }
@@ -128,6 +138,19 @@ pub struct ExplainArgs {
     /// The Host header (a browser sends the port too).
     #[arg(long, default_value = "localhost:9119")]
     pub host: String,
+    /// The address the server binds (`serve --host`): it decides the
+    /// default `allowed_hosts`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// A Host name the server is told to serve with `--allowed-host`
+    /// (repeatable). Also `DASHGATE_ALLOWED_HOSTS`.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "DASHGATE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     #[arg(long)]
     pub origin: Option<String>,
     /// A bearer token to present.

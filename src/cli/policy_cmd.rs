@@ -23,8 +23,9 @@ use crate::policy::{
 /// Exit status for a policy error or bad arguments.
 const EXIT_ERROR: i32 = 2;
 
-/// The bind address `policy check` and `policy explain` assume: the server's
-/// default, so host defaults match what `dashgate serve` would do.
+/// The bind address `policy check` assumes (and `policy explain` without
+/// `--bind`): the server's default, so host defaults match what `dashgate
+/// serve` would do.
 const EXPLAIN_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Run `dashgate policy …`; returns the exit status.
@@ -84,19 +85,18 @@ fn fail(msg: &str) -> i32 {
 }
 
 /// A policy file, or a preset by name when no such file exists.
-fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
-    let ctx = LoadContext { bind: EXPLAIN_BIND };
+fn load(path: &Path, ctx: &LoadContext) -> Result<CompiledPolicy, PolicyError> {
     let name = path.to_string_lossy();
     if !path.exists() && PRESETS.iter().any(|(n, _)| *n == name) {
-        return CompiledPolicy::preset(&name, &ctx);
+        return CompiledPolicy::preset(&name, ctx);
     }
-    CompiledPolicy::load_file(path, &ctx)
+    CompiledPolicy::load_file(path, ctx)
 }
 
 fn check(files: &[std::path::PathBuf]) -> i32 {
     let mut status = 0;
     for file in files {
-        match load(file) {
+        match load(file, &LoadContext::new(EXPLAIN_BIND)) {
             Ok(p) => {
                 let n = p.summary().rules;
                 let s = if n == 1 { "" } else { "s" };
@@ -171,7 +171,13 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
 }
 
 fn explain(args: &ExplainArgs) -> i32 {
-    let policy = match load(&args.file) {
+    // The server's view: its bind address, this machine's name, its
+    // `--allowed-host` entries.
+    let ctx = match crate::cli::serve::load_context(args.bind, &args.allowed_hosts) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let policy = match load(&args.file, &ctx) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");

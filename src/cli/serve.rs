@@ -57,13 +57,36 @@ fn policy_source(args: &ServeArgs) -> Result<PolicySource, String> {
 ///
 /// # Errors
 /// The policy error, with file:line:col.
-pub fn load_policy(source: &PolicySource, bind: IpAddr) -> Result<CompiledPolicy, String> {
-    let ctx = LoadContext { bind };
+pub fn load_policy(source: &PolicySource, ctx: &LoadContext) -> Result<CompiledPolicy, String> {
     match source {
-        PolicySource::Preset(name) => CompiledPolicy::preset(name, &ctx),
-        PolicySource::File(path) => CompiledPolicy::load_file(path, &ctx),
+        PolicySource::Preset(name) => CompiledPolicy::preset(name, ctx),
+        PolicySource::File(path) => CompiledPolicy::load_file(path, ctx),
     }
     .map_err(|e| e.to_string())
+}
+
+/// What a server bound to `bind` compiles its policy against: the machine's
+/// host name (allowed by default on a wildcard bind) and the hosts of
+/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` (SPEC §2.3).
+///
+/// # Errors
+/// A malformed host entry.
+pub fn load_context(bind: IpAddr, allowed_hosts: &[String]) -> Result<LoadContext, String> {
+    let hosts: Vec<String> = allowed_hosts
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    LoadContext::new(bind)
+        .with_machine_name(machine_name())
+        .with_allowed_hosts(&hosts, "--allowed-host / DASHGATE_ALLOWED_HOSTS")
+}
+
+/// The kernel's name for this machine (`uname -n`), if it is text.
+fn machine_name() -> Option<String> {
+    let uts = rustix::system::uname();
+    uts.nodename().to_str().ok().map(str::to_owned)
 }
 
 fn host(args: &ServeArgs) -> Result<IpAddr, String> {
@@ -158,7 +181,11 @@ pub fn main(args: ServeArgs) -> i32 {
         (Ok(h), Ok(p)) => (h, p),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
-    let policy = match load_policy(&source, host) {
+    let ctx = match load_context(host, &args.allowed_hosts) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let policy = match load_policy(&source, &ctx) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -185,6 +212,7 @@ pub fn main(args: ServeArgs) -> i32 {
             bind,
             static_dir: static_dir(&args),
             policy_source: source,
+            policy_context: ctx,
             startup_token: Some(StartupToken::new(&token)),
             auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
             max_sockets: args.max_sockets,

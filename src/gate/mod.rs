@@ -337,6 +337,9 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         }))),
         Err(reason) => {
             let mut d = deny(reason, rule);
+            if reason == Reason::HostNotAllowed {
+                d.detail = Denied::host_not_allowed(facts.host.as_deref()).detail;
+            }
             if reason == Reason::NoCredential && r.html {
                 d.login_redirect = Some(login_url(&facts.path, &r.query));
             }

@@ -107,7 +107,9 @@ pub(super) fn read(
     };
     let client = canonical_ip(view.client);
     let Ok(host) = seen.host(head.uri.authority()) else {
-        return Err(deny(client, Reason::HostNotAllowed));
+        let mut d = deny(client, Reason::HostNotAllowed);
+        d.detail = Some("the request names its host twice or in two ways (several Host headers, or a Host other than the request line's)".into());
+        return Err(d);
     };
     let presented = presented(&seen, headers, query, policy, view.peer_trusted);
     let internal = internal_allowed(peer_ip, client, path, Some(headers));

@@ -23,11 +23,49 @@ use super::network::{NetSet, Networks};
 use super::rules::{compile_rule, Rule};
 use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
 
-/// What the compiler needs to know about the server: the bind address decides
-/// the default `allowed_hosts` (SPEC §2.3).
+/// What the compiler needs to know about the server: the bind address and
+/// the machine's name decide the default `allowed_hosts`, and the hosts of
+/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` are added to it (SPEC §2.3).
+/// Built with [`LoadContext::new`], so the extra hosts are always checked.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
     pub bind: IpAddr,
+    /// The machine's host name (`uname -n`): on a wildcard bind it, and
+    /// `NAME.local`, are allowed by default. Passed in, not looked up
+    /// here, so the engine stays pure and its tests do not depend on the
+    /// machine they run on.
+    machine_name: Option<String>,
+    /// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS`, compiled.
+    extra_hosts: HostSet,
+}
+
+impl LoadContext {
+    /// A server bound to `bind`, with no machine name and no extra hosts.
+    pub fn new(bind: IpAddr) -> Self {
+        Self {
+            bind,
+            machine_name: None,
+            extra_hosts: HostSet::empty(),
+        }
+    }
+
+    /// The machine's host name, for the default on a wildcard bind.
+    #[must_use]
+    pub fn with_machine_name(mut self, name: Option<String>) -> Self {
+        self.machine_name = name;
+        self
+    }
+
+    /// Hosts allowed on top of the policy's `allowed_hosts` (or its default).
+    ///
+    /// # Errors
+    /// A malformed entry, with what was expected (`flag` names where it
+    /// came from, e.g. `--allowed-host`).
+    pub fn with_allowed_hosts(mut self, hosts: &[String], flag: &str) -> Result<Self, String> {
+        let set = HostSet::from_list(hosts).map_err(|(_, m)| format!("{flag}: {m}"))?;
+        self.extra_hosts = self.extra_hosts.union(&set);
+        Ok(self)
+    }
 }
 
 /// A policy error with the place it was found.
@@ -403,14 +441,15 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     };
 
     let hosts = match first(layers, |f| f.allowed_hosts.as_ref()) {
-        None => HostSet::default_for(ctx.bind),
+        None => HostSet::default_for(ctx.bind, ctx.machine_name.as_deref()),
         Some((l, list)) if list.is_empty() => {
             let msg = "empty list (expected at least one host; remove the key for the default)";
             return Err(Located::value(root.key("allowed_hosts"), msg.into()).in_layer(l));
         }
         Some((l, list)) => HostSet::from_list(list)
             .map_err(|(i, m)| Located::value(root.key("allowed_hosts").index(i), m).in_layer(l))?,
-    };
+    }
+    .union(&ctx.extra_hosts);
 
     let origins = match first(layers, |f| f.allowed_origins.as_ref()) {
         None | Some((_, Origins::SameHost)) => OriginSet::default(),

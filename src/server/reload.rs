@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// Returns whether the new policy is in force.
 pub fn reload(state: &AppState, why: &str) -> bool {
     let source = &state.config.policy_source;
-    match load_policy(source, state.config.bind.ip()) {
+    match load_policy(source, &state.config.policy_context) {
         Err(e) => {
             state.metrics.reload_failures.inc();
             tracing::error!(trigger = why, error = %e, "policy reload failed; the old policy stays in force");

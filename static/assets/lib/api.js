@@ -44,8 +44,15 @@ const REASONS = {
   too_many_sessions: 'the server runs as many chat sessions as it allows',
 };
 
+/**
+ * Reasons whose message from the server says more than a sentence here can:
+ * a refused Host names the host and how to allow it (--allowed-host …).
+ */
+const SERVER_WORDS = new Set(['host_not_allowed']);
+
 /** A sentence for a reason code (falls back to the server's own message). */
 export function reasonText(reason, fallback) {
+  if (SERVER_WORDS.has(reason) && fallback) return fallback;
   return REASONS[reason] || fallback || reason || 'refused';
 }
 
