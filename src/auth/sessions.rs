@@ -4,7 +4,9 @@
 //! SHA-256, so neither a log line nor a memory dump of the map yields a usable
 //! cookie. Sessions expire after the policy's `session_ttl`; the store is
 //! bounded by [`MAX_SESSIONS`] (expired ones are swept first, then the oldest
-//! is evicted).
+//! is evicted). A session never holds a chat child's internal principal:
+//! [`Holder`] cannot be made from one, and [`Sessions::create`] takes only a
+//! `Holder`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -27,9 +29,30 @@ fn key(id: &str) -> Key {
     Sha256::digest(id.as_bytes()).into()
 }
 
+/// A principal a sign-in session may hold: any but
+/// [`Principal::Internal`]. A chat child's publish credential is valid only
+/// on its own `/api/pub` socket while its session runs (SPEC §3.1); a cookie
+/// would outlive the session and work from anywhere, so none can hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder(Principal);
+
+impl Holder {
+    /// `None` for [`Principal::Internal`].
+    pub fn new(principal: Principal) -> Option<Self> {
+        match principal {
+            Principal::Internal { .. } => None,
+            p => Some(Self(p)),
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    principal: Principal,
+    principal: Holder,
     created: Instant,
     expires: Instant,
 }
@@ -42,7 +65,7 @@ pub struct Sessions {
 
 impl Sessions {
     /// Start a session for `principal`; returns the cookie value.
-    pub fn create(&self, principal: Principal, ttl: Duration) -> String {
+    pub fn create(&self, principal: Holder, ttl: Duration) -> String {
         let mut b = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut b);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -72,7 +95,7 @@ impl Sessions {
     pub fn get(&self, id: &str) -> Option<Principal> {
         let map = self.map.lock();
         let e = map.get(&key(id))?;
-        (e.expires > Instant::now()).then(|| e.principal.clone())
+        (e.expires > Instant::now()).then(|| e.principal.0.clone())
     }
 
     /// End a session (logout). Returns whether it existed.
@@ -135,15 +158,26 @@ mod tests {
     #[test]
     fn create_get_remove_expire() {
         let s = Sessions::default();
-        let id = s.create(Principal::StartupToken, Duration::from_secs(60));
+        let startup = || Holder::new(Principal::StartupToken).unwrap();
+        let id = s.create(startup(), Duration::from_secs(60));
         assert_eq!(s.get(&id), Some(Principal::StartupToken));
         assert_eq!(s.get("other"), None);
         assert!(s.remove(&id));
         assert_eq!(s.get(&id), None);
-        let id = s.create(Principal::StartupToken, Duration::from_millis(1));
+        let id = s.create(startup(), Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(s.get(&id), None);
         assert_eq!(s.sweep(), 1);
+    }
+
+    #[test]
+    fn no_session_holds_an_internal_principal() {
+        let internal = Principal::Internal {
+            session: "0123456789abcdef".into(),
+        };
+        assert_eq!(Holder::new(internal), None);
+        let user = Principal::User { name: "a".into() };
+        assert_eq!(Holder::new(user.clone()).map(|h| h.0), Some(user));
     }
 
     #[test]

@@ -110,7 +110,8 @@ pub(super) fn read(
         return Err(deny(client, Reason::HostNotAllowed));
     };
     let presented = presented(&seen, headers, query, policy, view.peer_trusted);
-    let internal = internal_allowed(peer_ip, client, path, Some(headers));
+    let ws = transport == Transport::Ws;
+    let internal = internal_allowed(peer_ip, client, path, ws, Some(headers));
     let credential = resolve_request(state, policy, &presented, internal);
     let html = transport == Transport::Http
         && method == "GET"
@@ -288,8 +289,9 @@ fn presented(
 }
 
 /// Whether a chat child's internal credential (the token in its
-/// `DASHGATE_EVENTS_URL`) may count for this request: only on `/api/pub`,
-/// only with the loopback address that URL names (127.0.0.1 or ::1) as the
+/// `DASHGATE_EVENTS_URL`) may count for this request: only on a WebSocket
+/// upgrade of `/api/pub` (never a page, so never a `?token=` visit that
+/// would trade it for a cookie), only with the loopback address that URL names (127.0.0.1 or ::1) as the
 /// TCP peer itself, and only without forwarding headers (whether or not the
 /// peer is a trusted proxy), so neither a leaked URL nor a local reverse
 /// proxy relaying the outside world can use it. `headers` is `None` for an
@@ -298,6 +300,7 @@ pub(super) fn internal_allowed(
     peer: IpAddr,
     client: IpAddr,
     path: &str,
+    ws: bool,
     headers: Option<&HeaderMap>,
 ) -> bool {
     let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -311,7 +314,7 @@ pub(super) fn internal_allowed(
         .iter()
         .any(|n| h.contains_key(n))
     };
-    path == "/api/pub" && named && client == peer && !headers.is_some_and(forwarded)
+    path == "/api/pub" && ws && named && client == peer && !headers.is_some_and(forwarded)
 }
 
 /// The method as a fact: the standard ones without a copy.

@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
-use crate::auth::sessions::{clear_cookie, set_cookie};
+use crate::auth::sessions::{clear_cookie, set_cookie, Holder};
 use crate::gate::{resolve, Access, Presented};
 use crate::policy::{Credential, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
@@ -120,14 +120,17 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
                 .into_response();
         }
     };
-    let Some(principal) = principal else {
+    // Only a principal a cookie may hold signs in (never a chat child's
+    // internal one, which `resolve` does not yield anyway).
+    let Some(holder) = principal.and_then(Holder::new) else {
         audit_login(&state, &access, req.username.as_deref(), "bad_credential");
         return denied_reply(&Denied::new(Reason::BadCredential, None));
     };
     state.limiter.forgive(client);
     audit_login(&state, &access, req.username.as_deref(), "ok");
     let ttl = policy.session_ttl();
-    let id = state.sessions.create(principal.clone(), ttl);
+    let principal = holder.principal().clone();
+    let id = state.sessions.create(holder, ttl);
     let cookie = set_cookie(&id, ttl, is_https(&access));
     let next = safe_next(req.next.as_deref());
     let mut r = if form {
@@ -203,11 +206,14 @@ pub fn expire_sockets(state: &AppState) -> usize {
 }
 
 /// The reply to a `?token=` page visit: a session cookie and a 303 to the
-/// same address without the token.
+/// same address without the token. A principal no cookie may hold (the
+/// gate never admits one to a visit) is refused as a bad credential.
 pub fn token_visit(state: &AppState, access: &Access) -> Response {
-    let principal = access.principal.clone();
+    let Some(holder) = Holder::new(access.principal.clone()) else {
+        return denied_reply(&Denied::new(Reason::BadCredential, None));
+    };
     let ttl = state.policy().compiled.session_ttl();
-    let id = state.sessions.create(principal, ttl);
+    let id = state.sessions.create(holder, ttl);
     let rest: Vec<&str> = access
         .query()
         .split('&')
