@@ -109,7 +109,10 @@ pub(super) fn read(
     let Ok(host) = seen.host(head.uri.authority()) else {
         return Err(deny(client, Reason::HostNotAllowed));
     };
-    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
+    let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
+        return Err(deny(client, Reason::BadForwardingHeader));
+    };
+    let presented = presented(&seen, headers, query, forwarded);
     let ws = transport == Transport::Ws;
     let internal = internal_allowed(peer_ip, client, path, ws, Some(headers));
     let credential = resolve_request(state, policy, &presented, internal);
@@ -261,8 +264,7 @@ fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
-    policy: &CompiledPolicy,
-    peer_trusted: bool,
+    forwarded: Option<&str>,
 ) -> Presented {
     if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
         return Presented::Token(TokenDigest::of_bytes(token));
@@ -277,15 +279,52 @@ fn presented(
             }
         }
     }
-    if peer_trusted {
-        if let Some(h) = policy.forward_auth_header() {
-            let user = headers.get(h).and_then(|v| v.to_str().ok());
-            if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
-                return Presented::Forwarded(user.to_string());
-            }
-        }
+    if let Some(user) = forwarded {
+        return Presented::Forwarded(user.to_string());
     }
     Presented::None
+}
+
+/// The user a trusted proxy names in `forward_auth.user_header`, believed
+/// only with the proxy's shared secret in `secret_header` (SPEC §2.2: on a
+/// loopback proxy every local process is a trusted peer). Without the
+/// secret, or with a wrong one, the header names nobody. From a peer that
+/// is not a trusted proxy both headers are ignored, whatever they hold.
+/// `Err` when a trusted peer sends either header more than once.
+fn forwarded_user<'h>(
+    headers: &'h HeaderMap,
+    policy: &CompiledPolicy,
+    peer_trusted: bool,
+) -> Result<Option<&'h str>, ()> {
+    let Some(fa) = policy.forward_auth().filter(|_| peer_trusted) else {
+        return Ok(None);
+    };
+    let once = |name: &str| {
+        let mut lines = headers.get_all(name).iter();
+        let first = lines.next();
+        if lines.next().is_some() {
+            Err(())
+        } else {
+            Ok(first)
+        }
+    };
+    let user = once(&fa.user_header)?;
+    let secret = once(&fa.secret_header)?;
+    let Some(user) = user
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !secret.is_some_and(|s| fa.secret_matches(s.as_bytes())) {
+        tracing::debug!(
+            header = %fa.user_header,
+            "forward-auth user ignored: the proxy's secret is missing or wrong"
+        );
+        return Ok(None);
+    }
+    Ok(Some(user))
 }
 
 /// Whether a chat child's internal credential (the token in its
