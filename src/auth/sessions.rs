@@ -4,7 +4,9 @@
 //! SHA-256, so neither a log line nor a memory dump of the map yields a usable
 //! cookie. Sessions expire after the policy's `session_ttl`; the store is
 //! bounded by [`MAX_SESSIONS`] (expired ones are swept first, then the oldest
-//! is evicted).
+//! is evicted). A session never holds a chat child's internal principal:
+//! [`Holder`] cannot be made from one, and [`Sessions::create`] takes only a
+//! `Holder`.
 //!
 //! Each session remembers the credential that opened it ([`Opener`]), so a
 //! reload that removes or changes that credential, or shortens
@@ -86,9 +88,30 @@ impl Ended {
     }
 }
 
+/// A principal a sign-in session may hold: any but
+/// [`Principal::Internal`]. A chat child's publish credential is valid only
+/// on its own `/api/pub` socket while its session runs (SPEC §3.1); a cookie
+/// would outlive the session and work from anywhere, so none can hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder(Principal);
+
+impl Holder {
+    /// `None` for [`Principal::Internal`].
+    pub fn new(principal: Principal) -> Option<Self> {
+        match principal {
+            Principal::Internal { .. } => None,
+            p => Some(Self(p)),
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    principal: Principal,
+    principal: Holder,
     opener: Opener,
     created: Instant,
     expires: Instant,
@@ -104,7 +127,7 @@ impl Entry {
         ttl: Duration,
         holds: &impl Fn(&Principal, &Opener) -> bool,
     ) -> Option<Ending> {
-        if !holds(&self.principal, &self.opener) {
+        if !holds(self.principal.principal(), &self.opener) {
             return Some(Ending::Revoked);
         }
         self.expires = self.expires.min(self.created + ttl);
@@ -121,7 +144,7 @@ pub struct Sessions {
 impl Sessions {
     /// Start a session for `principal`, opened with `opener`; returns the
     /// cookie value.
-    pub fn create(&self, principal: Principal, opener: Opener, ttl: Duration) -> String {
+    pub fn create(&self, principal: Holder, opener: Opener, ttl: Duration) -> String {
         let mut b = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut b);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -152,7 +175,7 @@ impl Sessions {
     pub fn get(&self, id: &str) -> Option<Principal> {
         let map = self.map.lock();
         let e = map.get(&key(id))?;
-        (e.expires > Instant::now()).then(|| e.principal.clone())
+        (e.expires > Instant::now()).then(|| e.principal.0.clone())
     }
 
     /// End a session (logout). Returns whether it existed.
@@ -259,12 +282,13 @@ mod tests {
     #[test]
     fn create_get_remove_expire() {
         let s = Sessions::default();
-        let id = s.create(Principal::StartupToken, startup(), Duration::from_secs(60));
+        let startup_holder = || Holder::new(Principal::StartupToken).unwrap();
+        let id = s.create(startup_holder(), startup(), Duration::from_secs(60));
         assert_eq!(s.get(&id), Some(Principal::StartupToken));
         assert_eq!(s.get("other"), None);
         assert!(s.remove(&id));
         assert_eq!(s.get(&id), None);
-        let id = s.create(Principal::StartupToken, startup(), Duration::from_millis(1));
+        let id = s.create(startup_holder(), startup(), Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(s.get(&id), None);
         assert_eq!(s.sweep(), 1);
@@ -277,10 +301,14 @@ mod tests {
         let alice = Principal::User {
             name: "alice".into(),
         };
-        let old = s.create(Principal::StartupToken, startup(), hour);
+        let old = s.create(
+            Holder::new(Principal::StartupToken).unwrap(),
+            startup(),
+            hour,
+        );
         std::thread::sleep(Duration::from_millis(30));
         let pw = Opener::password("alice", "$argon2id$one");
-        let young = s.create(alice.clone(), pw.clone(), hour);
+        let young = s.create(Holder::new(alice.clone()).unwrap(), pw.clone(), hour);
         // Everything holds and the ttl is as long: nothing ends.
         assert!(s.end_stale(hour, |_, _| true).is_empty());
         // A ttl shorter than the old session's age ends it, not the young one.
@@ -294,7 +322,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(s.get(&young), None);
         // A changed password hash is another opener.
-        let young = s.create(alice.clone(), pw.clone(), hour);
+        let young = s.create(Holder::new(alice.clone()).unwrap(), pw.clone(), hour);
         let still = Opener::password("alice", "$argon2id$one");
         let ended = s.end_stale(hour, |_, o| *o == still);
         assert!(ended.is_empty());
@@ -304,11 +332,21 @@ mod tests {
         assert_eq!(ended.why(&young), Some(Ending::Revoked));
         assert!(s.is_empty());
         // One session confirmed on its own.
-        let id = s.create(alice, pw, hour);
+        let id = s.create(Holder::new(alice).unwrap(), pw, hour);
         assert!(s.confirm(&id, hour, |_, _| true));
         assert!(!s.confirm(&id, hour, |_, _| false));
         assert_eq!(s.get(&id), None);
         assert!(!s.confirm("unknown", hour, |_, _| true));
+    }
+
+    #[test]
+    fn no_session_holds_an_internal_principal() {
+        let internal = Principal::Internal {
+            session: "0123456789abcdef".into(),
+        };
+        assert_eq!(Holder::new(internal), None);
+        let user = Principal::User { name: "a".into() };
+        assert_eq!(Holder::new(user.clone()).map(|h| h.0), Some(user));
     }
 
     #[test]

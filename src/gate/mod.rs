@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 
 use warp::{Filter, Rejection};
 
-use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest};
+use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest, Transport};
 use crate::reject::Denied;
 use crate::state::{AppState, LivePolicy};
 
@@ -397,7 +397,8 @@ pub fn redecide(
     access: &Access,
 ) -> crate::policy::Decision {
     let mut facts = access.facts().clone();
-    let internal = internal_allowed(facts.peer, facts.client, &facts.path, None);
+    let ws = facts.transport == Transport::Ws;
+    let internal = internal_allowed(facts.peer, facts.client, &facts.path, ws, None);
     facts.credential = resolve_request(state, policy, access.presented(), internal);
     policy.decide(&facts)
 }

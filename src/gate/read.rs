@@ -111,8 +111,12 @@ pub(super) fn read(
         d.detail = Some("the request names its host twice or in two ways (several Host headers, or a Host other than the request line's)".into());
         return Err(d);
     };
-    let presented = presented(&seen, headers, query, policy, view.peer_trusted);
-    let internal = internal_allowed(peer_ip, client, path, Some(headers));
+    let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
+        return Err(deny(client, Reason::BadForwardingHeader));
+    };
+    let presented = presented(&seen, headers, query, forwarded);
+    let ws = transport == Transport::Ws;
+    let internal = internal_allowed(peer_ip, client, path, ws, Some(headers));
     let credential = resolve_request(state, policy, &presented, internal);
     let html = transport == Transport::Http
         && method == "GET"
@@ -276,8 +280,7 @@ fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
-    policy: &CompiledPolicy,
-    peer_trusted: bool,
+    forwarded: Option<&str>,
 ) -> Presented {
     if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
         return Presented::Token(TokenDigest::of_bytes(token));
@@ -295,20 +298,58 @@ fn presented(
             }
         }
     }
-    if peer_trusted {
-        if let Some(h) = policy.forward_auth_header() {
-            let user = headers.get(h).and_then(|v| v.to_str().ok());
-            if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
-                return Presented::Forwarded(user.to_string());
-            }
-        }
+    if let Some(user) = forwarded {
+        return Presented::Forwarded(user.to_string());
     }
     Presented::None
 }
 
+/// The user a trusted proxy names in `forward_auth.user_header`, believed
+/// only with the proxy's shared secret in `secret_header` (SPEC §2.2: on a
+/// loopback proxy every local process is a trusted peer). Without the
+/// secret, or with a wrong one, the header names nobody. From a peer that
+/// is not a trusted proxy both headers are ignored, whatever they hold.
+/// `Err` when a trusted peer sends either header more than once.
+fn forwarded_user<'h>(
+    headers: &'h HeaderMap,
+    policy: &CompiledPolicy,
+    peer_trusted: bool,
+) -> Result<Option<&'h str>, ()> {
+    let Some(fa) = policy.forward_auth().filter(|_| peer_trusted) else {
+        return Ok(None);
+    };
+    let once = |name: &str| {
+        let mut lines = headers.get_all(name).iter();
+        let first = lines.next();
+        if lines.next().is_some() {
+            Err(())
+        } else {
+            Ok(first)
+        }
+    };
+    let user = once(&fa.user_header)?;
+    let secret = once(&fa.secret_header)?;
+    let Some(user) = user
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !secret.is_some_and(|s| fa.secret_matches(s.as_bytes())) {
+        tracing::debug!(
+            header = %fa.user_header,
+            "forward-auth user ignored: the proxy's secret is missing or wrong"
+        );
+        return Ok(None);
+    }
+    Ok(Some(user))
+}
+
 /// Whether a chat child's internal credential (the token in its
-/// `DASHGATE_EVENTS_URL`) may count for this request: only on `/api/pub`,
-/// only with the loopback address that URL names (127.0.0.1 or ::1) as the
+/// `DASHGATE_EVENTS_URL`) may count for this request: only on a WebSocket
+/// upgrade of `/api/pub` (never a page, so never a `?token=` visit that
+/// would trade it for a cookie), only with the loopback address that URL names (127.0.0.1 or ::1) as the
 /// TCP peer itself, and only without forwarding headers (whether or not the
 /// peer is a trusted proxy), so neither a leaked URL nor a local reverse
 /// proxy relaying the outside world can use it. `headers` is `None` for an
@@ -317,6 +358,7 @@ pub(super) fn internal_allowed(
     peer: IpAddr,
     client: IpAddr,
     path: &str,
+    ws: bool,
     headers: Option<&HeaderMap>,
 ) -> bool {
     let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -330,7 +372,7 @@ pub(super) fn internal_allowed(
         .iter()
         .any(|n| h.contains_key(n))
     };
-    path == "/api/pub" && named && client == peer && !headers.is_some_and(forwarded)
+    path == "/api/pub" && ws && named && client == peer && !headers.is_some_and(forwarded)
 }
 
 /// The method as a fact: the standard ones without a copy.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::credentials::TokenDigest;
-use super::credentials::{self, Credentials};
+use super::credentials::{self, Credentials, ForwardAuth};
 use super::file::{Origins, PolicyFile};
 use super::host::{HostSet, OriginSet};
 use super::locate::{Doc, KeyPath};
@@ -366,7 +366,12 @@ impl CompiledPolicy {
     }
     /// The header a trusted proxy names the user in, if configured.
     pub fn forward_auth_header(&self) -> Option<&str> {
-        self.creds.forward_auth.as_deref()
+        self.creds.forward_auth.as_ref().map(|f| &*f.user_header)
+    }
+    /// `credentials.forward_auth`, if configured: its headers and the
+    /// check of the proxy's shared secret.
+    pub fn forward_auth(&self) -> Option<&ForwardAuth> {
+        self.creds.forward_auth.as_ref()
     }
     /// How long a sign-in lasts.
     pub fn session_ttl(&self) -> Duration {

@@ -179,7 +179,7 @@ mod rules;
 
 pub use client_ip::{ClientView, ForwardHeaders};
 pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
-pub use credentials::{hash_password, TokenDigest, DEFAULT_SESSION_TTL};
+pub use credentials::{hash_password, ForwardAuth, TokenDigest, DEFAULT_SESSION_TTL};
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
 pub use host::refusal as host_refusal;

@@ -10,7 +10,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
-use crate::auth::sessions::{clear_cookie, set_cookie, Ending, Opener};
+use crate::auth::sessions::{clear_cookie, set_cookie, Ending, Holder, Opener};
 use crate::gate::{resolve, Access, Presented};
 use crate::policy::{CompiledPolicy, Credential, Principal, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
@@ -126,7 +126,9 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
                 .into_response();
         }
     };
-    // A reload may have removed the credential since it was checked.
+    // A reload may have removed the credential since it was checked; only
+    // a principal a cookie may hold signs in (never a chat child's internal
+    // one, which `resolve` does not yield anyway).
     let session = signed_in.and_then(|(p, opener)| Some((start_session(&state, &p, opener)?, p)));
     let Some(((id, ttl), principal)) = session else {
         audit_login(&state, &access, req.username.as_deref(), "bad_credential");
@@ -236,13 +238,15 @@ pub fn opener_holds(
 /// away meanwhile. The session is checked against the policy in force
 /// after it is stored, so a reload either came before that check or sees
 /// the session in its own [`end_stale_sessions`].
+/// A principal no cookie may hold ([`Holder`]) gets none.
 fn start_session(
     state: &AppState,
     principal: &Principal,
     opener: Opener,
 ) -> Option<(String, std::time::Duration)> {
+    let holder = Holder::new(principal.clone())?;
     let ttl = state.policy().compiled.session_ttl();
-    let id = state.sessions.create(principal.clone(), opener, ttl);
+    let id = state.sessions.create(holder, opener, ttl);
     let live = state.policy();
     let policy = &live.compiled;
     let ok = state.sessions.confirm(&id, policy.session_ttl(), |p, o| {
@@ -273,7 +277,8 @@ pub fn end_stale_sessions(state: &AppState, policy: &CompiledPolicy) -> (usize, 
 }
 
 /// The reply to a `?token=` page visit: a session cookie and a 303 to the
-/// same address without the token.
+/// same address without the token. A principal no cookie may hold (the
+/// gate never admits one to a visit) is refused as a bad credential.
 pub fn token_visit(state: &AppState, access: &Access) -> Response {
     let session = match access.presented() {
         Presented::Token(t) => start_session(state, &access.principal, Opener::Token(*t)),
