@@ -80,7 +80,10 @@ async fn serve() -> SocketAddr {
     tokio::spawn(dashgate::server::run(
         listener,
         state,
-        100,
+        dashgate::server::limits::Limits {
+            max_connections: 100,
+            ..Default::default()
+        },
         std::future::pending(),
     ));
     bind

@@ -122,10 +122,14 @@ pub fn ab_server() {
                 let svc = PerConnection::new(warp::service(bare));
                 let handler = move |_, req| svc.call(req);
                 tokio::spawn(dashgate::server::serve(
-                    listener, st, handler, 20_000, shutdown,
+                    listener,
+                    st,
+                    handler,
+                    limits(),
+                    shutdown,
                 ))
             } else {
-                tokio::spawn(dashgate::server::run(listener, st, 20_000, shutdown))
+                tokio::spawn(dashgate::server::run(listener, st, limits(), shutdown))
             });
         }
         println!("ports {}", ports.join(" "));
@@ -133,6 +137,16 @@ pub fn ab_server() {
             let _ = t.await;
         }
     });
+}
+
+/// The server's limits, with room for the load generator's connections
+/// (all from one address).
+fn limits() -> dashgate::server::limits::Limits {
+    dashgate::server::limits::Limits {
+        max_connections: 20_000,
+        max_connections_per_client: 20_000,
+        ..Default::default()
+    }
 }
 
 struct Variant {

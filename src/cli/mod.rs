@@ -82,9 +82,22 @@ pub struct ServeArgs {
     #[arg(long, env = "DASHGATE_IDLE_TIMEOUT", default_value_t = 1800)]
     pub idle_timeout: u64,
     /// Most open HTTP connections at once (further ones wait to be accepted;
-    /// one that sends no request head for 10 s is closed).
+    /// one that sends no request head for --request-timeout is closed).
     #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most open connections from one address (one more is closed at once);
+    /// a trusted proxy (`trusted_proxies`) is not limited.
+    #[arg(
+        long,
+        env = "DASHGATE_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    pub max_connections_per_client: usize,
+    /// Seconds a request head may take to arrive, a request body may go
+    /// without a byte (then 408), and a connection may stay open with no
+    /// request (an idle HTTP/2 connection gets GOAWAY).
+    #[arg(long, env = "DASHGATE_REQUEST_TIMEOUT", default_value_t = 10)]
+    pub request_timeout: u64,
     /// Most open WebSockets at once (one more gets 503 at the upgrade).
     #[arg(long, env = "DASHGATE_MAX_SOCKETS", default_value_t = 20_000)]
     pub max_sockets: usize,

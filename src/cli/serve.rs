@@ -14,6 +14,7 @@ use rand::RngCore;
 use crate::chat::ChatConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::policy::{CompiledPolicy, LoadContext};
+use crate::server::limits::Limits;
 use crate::state::{Config, PolicySource, StartupToken, State};
 
 /// Default port (the hermes dashboard's).
@@ -153,6 +154,27 @@ fn chat_config(args: &ServeArgs) -> Result<ChatConfig, String> {
     Ok(cfg)
 }
 
+/// The connection limits (SPEC §8); none of them may be zero.
+fn limits(args: &ServeArgs) -> Result<Limits, String> {
+    for (flag, n) in [
+        ("--max-connections", args.max_connections as u64),
+        (
+            "--max-connections-per-client",
+            args.max_connections_per_client as u64,
+        ),
+        ("--request-timeout", args.request_timeout),
+    ] {
+        if n == 0 {
+            return Err(format!("{flag} must be at least 1"));
+        }
+    }
+    Ok(Limits {
+        max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
+        request_timeout: Duration::from_secs(args.request_timeout),
+    })
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -191,6 +213,10 @@ pub fn main(args: ServeArgs) -> i32 {
     };
     let chat = match chat_config(&args) {
         Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let limits = match limits(&args) {
+        Ok(l) => l,
         Err(e) => return fail(e),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -235,7 +261,7 @@ pub fn main(args: ServeArgs) -> i32 {
             println!("open http://{shown}/?token={token}");
         }
         drop(token);
-        crate::server::run(listener, state, args.max_connections, shutdown).await;
+        crate::server::run(listener, state, limits, shutdown).await;
         0
     })
 }
