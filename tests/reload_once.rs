@@ -304,3 +304,25 @@ async fn the_server_answers_while_a_big_reload_is_parsed() {
         .expect("the reload finishes");
     assert!(ev.contains("policy.reloaded"), "{ev}");
 }
+
+#[test]
+fn a_long_chain_of_networks_is_refused_not_a_crash() {
+    // n1: [n0], n2: [n1], … resolving recursed once per link, and 40,000
+    // links overflowed the stack (at start, or killing the server on a
+    // reload).
+    let mut text =
+        String::from("version: 1\nrules:\n  - action: allow\nnetworks:\n  n0: [10.0.0.0/8]\n");
+    for i in 1..40_000 {
+        text.push_str(&format!("  n{i}: [n{}]\n", i - 1));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let out = check(&path);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("chain.yaml:") && err.contains("64 levels"),
+        "{err}"
+    );
+}

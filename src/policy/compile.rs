@@ -431,8 +431,7 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     let mut nets = Networks::new(&defs).map_err(net_err)?;
     // Resolve every definition, used or not: nothing is skipped silently.
     for name in defs.keys() {
-        nets.resolve_list(std::slice::from_ref(name))
-            .map_err(|(_, e)| net_err(e))?;
+        nets.check(name).map_err(net_err)?;
     }
 
     let trusted = match first(layers, |f| f.trusted_proxies.as_ref()) {
