@@ -436,9 +436,9 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
 
     let trusted = match first(layers, |f| f.trusted_proxies.as_ref()) {
         None => NetSet::default(),
-        Some((l, list)) => nets.resolve_list(list).map_err(|(i, e)| {
+        Some((l, list)) => Arc::unwrap_or_clone(nets.resolve_list(list).map_err(|(i, e)| {
             Located::value(root.key("trusted_proxies").index(i), e.message).in_layer(l)
-        })?,
+        })?),
     };
 
     let hosts = match first(layers, |f| f.allowed_hosts.as_ref()) {

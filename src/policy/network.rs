@@ -254,16 +254,21 @@ impl<'a> Networks<'a> {
     ///
     /// # Errors
     /// The index of the bad entry and the message.
-    pub fn resolve_list(&mut self, entries: &[String]) -> Result<NetSet, (usize, NetError)> {
+    /// A list of one name shares that network's set: 20,000 rules naming
+    /// one network of 15,000 addresses are not 20,000 copies of it.
+    pub fn resolve_list(&mut self, entries: &[String]) -> Result<Arc<NetSet>, (usize, NetError)> {
         let mut set = NetSet::default();
         for (i, e) in entries.iter().enumerate() {
             let one = self
                 .resolve_entry(e, &mut Vec::new())
                 .map_err(|err| (i, err))?;
+            if entries.len() == 1 {
+                return Ok(one);
+            }
             set.append(&one);
         }
         set.normalize();
-        Ok(set)
+        Ok(Arc::new(set))
     }
 
     /// Resolve the definition `name` (to check it) without copying its set.
