@@ -110,6 +110,10 @@ pub struct ServeArgs {
         hide = true
     )]
     pub auth_window_secs: u64,
+    /// Read the startup token from this file (Docker secrets, systemd
+    /// credentials); a trailing newline is trimmed. Not with DASHGATE_TOKEN.
+    #[arg(long, env = "DASHGATE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -147,7 +147,8 @@ fn parse_headers(lines: &[String]) -> Result<Headers, String> {
 }
 
 /// The credential `--token` stands for: a policy token, else the startup
-/// token from `DASHGATE_TOKEN` (or its hermes alias), else invalid.
+/// token from `DASHGATE_TOKEN` (or its hermes alias) or the file named by
+/// `DASHGATE_TOKEN_FILE`, else invalid.
 fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
     let Some(token) = token else {
         return Credential::None;
@@ -158,7 +159,11 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
     let startup = std::env::var("DASHGATE_TOKEN")
         .or_else(|_| std::env::var("HERMES_DASHBOARD_SESSION_TOKEN"))
         .ok()
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            let path = std::env::var_os("DASHGATE_TOKEN_FILE").filter(|p| !p.is_empty())?;
+            crate::cli::serve::read_token_file(Path::new(&path)).ok()
+        });
     match startup {
         Some(s)
             if policy.startup_token_enabled()

@@ -127,18 +127,65 @@ fn static_dir(args: &ServeArgs) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
 }
 
-/// The startup token: from the environment (so it survives restarts) or 32
-/// random bytes, base64url.
-fn startup_token() -> (String, bool) {
-    if let Some(t) = env("DASHGATE_TOKEN").or_else(|| env("HERMES_DASHBOARD_SESSION_TOKEN")) {
-        return (t, true);
+/// The largest token file read: a token is a line, not a document.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The startup token from `--token-file` / `DASHGATE_TOKEN_FILE`: the file's
+/// one line, its trailing newline trimmed.
+///
+/// # Errors
+/// An unreadable, empty, multi-line or oversized file, named.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let name = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read the token file {name}: {e}"))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "the token file {name} is larger than {MAX_TOKEN_FILE_BYTES} bytes (expected one line)"
+        ));
+    }
+    let token = text.trim_end_matches(['\n', '\r']);
+    if token.is_empty() {
+        return Err(format!("the token file {name} is empty"));
+    }
+    if token.contains(['\n', '\r']) {
+        return Err(format!(
+            "the token file {name} holds more than one line (expected the token alone)"
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// The startup token: from `--token-file` / `DASHGATE_TOKEN_FILE`, or from
+/// `DASHGATE_TOKEN` (or its alias), so it survives restarts; otherwise 32
+/// random bytes, base64url. A file and a variable together are an error,
+/// never a silent pick.
+fn startup_token(args: &ServeArgs) -> Result<(String, bool), String> {
+    let from_env = env("DASHGATE_TOKEN")
+        .map(|t| ("DASHGATE_TOKEN", t))
+        .or_else(|| {
+            env("HERMES_DASHBOARD_SESSION_TOKEN").map(|t| ("HERMES_DASHBOARD_SESSION_TOKEN", t))
+        });
+    if let Some(path) = &args.token_file {
+        if let Some((var, _)) = from_env {
+            return Err(format!(
+                "--token-file (or DASHGATE_TOKEN_FILE) and {var} contradict each other: pick one"
+            ));
+        }
+        return read_token_file(path).map(|t| (t, true));
+    }
+    if let Some((_, t)) = from_env {
+        return Ok((t, true));
     }
     let mut b = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut b);
-    (
+    Ok((
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
         false,
-    )
+    ))
 }
 
 /// The chat sessions' settings; `events_url` is derived from the bound
@@ -219,6 +266,10 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    let (token, _from_env) = match startup_token(&args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,7 +283,6 @@ pub fn main(args: ServeArgs) -> i32 {
             }
         };
         let bind = listener.local_addr().expect("bound address");
-        let (token, _from_env) = startup_token();
         let needs_token = policy.can_require_auth() && policy.startup_token_enabled();
         let config = Config {
             bind,

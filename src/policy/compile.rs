@@ -18,7 +18,8 @@ use super::credentials::TokenDigest;
 use super::credentials::{self, Credentials, ForwardAuth};
 use super::file::{Origins, PolicyFile};
 use super::host::{HostSet, OriginSet};
-use super::locate::{Doc, KeyPath};
+use super::limits;
+use super::locate::{Doc, KeyPath, ParseError};
 use super::network::{NetSet, Networks};
 use super::rules::{compile_rule, Rule};
 use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
@@ -184,9 +185,20 @@ fn parse_layer(text: &str, source: &str) -> Result<(PolicyFile, Doc), PolicyErro
         let at = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         error_at(source, at, strip_position(&e.to_string()))
     };
+    if text.len() > limits::MAX_FILE_BYTES {
+        let at = limits::position(text.as_bytes(), limits::MAX_FILE_BYTES);
+        return Err(error_at(
+            source,
+            at,
+            limits::too_big(Some(text.len() as u64)),
+        ));
+    }
     let doc = match Doc::parse(text) {
         Ok(doc) => doc,
-        Err((line, col, msg)) => {
+        Err(ParseError::TooDeep(line, col)) => {
+            return Err(error_at(source, (line, col), limits::too_deep()));
+        }
+        Err(ParseError::Syntax(line, col, msg)) => {
             // libyaml's wording is the more familiar one; fall back to ours.
             return Err(match serde_yaml::from_str::<PolicyFile>(text) {
                 Err(e) => serde_err(e),
@@ -255,9 +267,46 @@ impl CompiledPolicy {
     /// A [`PolicyError`] naming file:line:col.
     pub fn load_file(path: &Path, ctx: &LoadContext) -> Result<Self, PolicyError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error_at(&source, (1, 1), format!("cannot read the policy file: {e}")))?;
-        Self::from_str(&text, &source, ctx)
+        let bytes = Self::read_file(path)?;
+        Self::from_bytes(&bytes, &source, ctx)
+    }
+
+    /// Read a policy file, at most [`limits::MAX_FILE_BYTES`] of it: a
+    /// bigger file is refused without being read whole.
+    ///
+    /// # Errors
+    /// A [`PolicyError`] for an unreadable or too big file.
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+        use std::io::Read;
+        let source = path.display().to_string();
+        let cannot = |e: std::io::Error| {
+            error_at(&source, (1, 1), format!("cannot read the policy file: {e}"))
+        };
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let len = file.metadata().ok().map(|m| m.len());
+        let mut bytes = Vec::new();
+        file.take(limits::MAX_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() > limits::MAX_FILE_BYTES {
+            let at = limits::position(&bytes, limits::MAX_FILE_BYTES);
+            let len = len.filter(|&n| n > limits::MAX_FILE_BYTES as u64);
+            return Err(error_at(&source, at, limits::too_big(len)));
+        }
+        Ok(bytes)
+    }
+
+    /// Compile policy bytes as read by [`Self::read_file`].
+    ///
+    /// # Errors
+    /// A [`PolicyError`] naming `source`:line:col (also for text that is
+    /// not UTF-8).
+    pub fn from_bytes(bytes: &[u8], source: &str, ctx: &LoadContext) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = limits::position(bytes, e.valid_up_to());
+            error_at(source, at, "the policy file is not valid UTF-8".to_owned())
+        })?;
+        Self::from_str(text, source, ctx)
     }
 
     /// Compile an embedded preset (`secure`, `insecure`, `lan`).
@@ -434,15 +483,14 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     let mut nets = Networks::new(&defs).map_err(net_err)?;
     // Resolve every definition, used or not: nothing is skipped silently.
     for name in defs.keys() {
-        nets.resolve_list(std::slice::from_ref(name))
-            .map_err(|(_, e)| net_err(e))?;
+        nets.check(name).map_err(net_err)?;
     }
 
     let trusted = match first(layers, |f| f.trusted_proxies.as_ref()) {
         None => NetSet::default(),
-        Some((l, list)) => nets.resolve_list(list).map_err(|(i, e)| {
+        Some((l, list)) => Arc::unwrap_or_clone(nets.resolve_list(list).map_err(|(i, e)| {
             Located::value(root.key("trusted_proxies").index(i), e.message).in_layer(l)
-        })?,
+        })?),
     };
 
     let hosts = match first(layers, |f| f.allowed_hosts.as_ref()) {
