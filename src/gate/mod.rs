@@ -149,6 +149,16 @@ impl Intake {
         Self(decided)
     }
 
+    /// The decision [`Self::check`] made: the admission, or the refusal.
+    /// It exists for the fuzz targets (`fuzz/`) and tests, which check
+    /// what the gate let in without serving the route tree.
+    pub fn decision(&self) -> Result<&Admission, &Denied> {
+        match &self.0 {
+            Ok(access) => Ok(access),
+            Err(denied) => Err(denied),
+        }
+    }
+
     /// Answer the request with `answer`, the route tree's future for it,
     /// whose first poll finds this decision where [`authorize`] looks;
     /// `done` sees the answer (the server counts it), in the same future
