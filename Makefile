@@ -10,7 +10,7 @@ CHROMIUM ?= /usr/bin/chromium
 NGINX ?= /usr/sbin/nginx
 SHELL := /bin/bash
 
-.PHONY: all build run test lint unit browser bench bench-hermes deps-web deps-browser deps-hermes deps-nginx clean
+.PHONY: all build run test lint unit browser bench bench-hermes fuzz deps-web deps-browser deps-hermes deps-nginx clean
 
 all: build
 
@@ -57,6 +57,27 @@ bench: bench-hermes
 	@rm -f "$${CARGO_TARGET_DIR:-target}/bench/chat.json"
 	-$(CARGO) bench --bench chat
 	$(CARGO) bench --bench load
+
+## Fuzzing (docs/fuzzing.md): each cargo-fuzz target in fuzz/ for
+## FUZZ_SECONDS, one job at a time. Needs a nightly toolchain and
+## `cargo install cargo-fuzz`, so it is not part of `make test` (which
+## replays the kept inputs in fuzz/corpus/regressions/ on stable). New
+## corpus inputs go to the git-ignored fuzz/corpus/TARGET/, crashes to
+## fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= policy_load gate_read client_ip chat_control
+
+# One process per target, fuzzing in-process on one core (libFuzzer's
+# -jobs/-workers would fork and send its output to fuzz-N.log instead).
+# The policy loader also starts from the shipped and the test policies.
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  seeds=""; [ $$t = policy_load ] && seeds="../policies ../tests/policies"; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t corpus/regressions/$$t $$seeds \
+	    -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1) || exit 1; \
+	done
 
 ## The hermes agent's dashboard for the comparison rows, in a virtualenv under
 ## target/bench (best effort: a failed install is reported in the table).

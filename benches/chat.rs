@@ -65,18 +65,12 @@ async fn serve() -> SocketAddr {
     let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let bind = listener.local_addr().unwrap();
-    let policy = CompiledPolicy::preset(
-        "insecure",
-        &LoadContext {
-            bind: bind.ip(),
-            upstream: false,
-        },
-    )
-    .unwrap();
+    let policy = CompiledPolicy::preset("insecure", &LoadContext::new(bind.ip())).unwrap();
     let config = Config {
         bind,
         static_dir: std::env::temp_dir(),
         policy_source: PolicySource::Preset("insecure".into()),
+        policy_context: LoadContext::new(bind.ip()),
         startup_token: None,
         auth_window: Duration::from_secs(60),
         max_sockets: 100,
@@ -87,7 +81,10 @@ async fn serve() -> SocketAddr {
     tokio::spawn(dashgate::server::run(
         listener,
         state,
-        100,
+        dashgate::server::limits::Limits {
+            max_connections: 100,
+            ..Default::default()
+        },
         std::future::pending(),
     ));
     bind

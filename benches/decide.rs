@@ -13,10 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use dashgate::policy::{CompiledPolicy, Credential, Facts, LoadContext, Principal, Transport};
 
 fn ctx() -> LoadContext {
-    LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    }
+    LoadContext::new("127.0.0.1".parse().unwrap())
 }
 
 fn facts(client: &str, path: &str) -> Facts {

@@ -374,10 +374,7 @@ mod tests {
             }
         });
         m.request(status, 418);
-        let ctx = crate::policy::LoadContext {
-            bind: "127.0.0.1".parse().unwrap(),
-            upstream: false,
-        };
+        let ctx = crate::policy::LoadContext::new("127.0.0.1".parse().unwrap());
         let policy = CompiledPolicy::preset("secure", &ctx).unwrap();
         let counters = DecisionCounters::new(&policy);
         m.decision(&counters, &policy, Some(0), Ok(()));

@@ -24,6 +24,9 @@ pub struct Denied {
     pub login_redirect: Option<String>,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// Words for this one refusal in place of the reason's own (a refused
+    /// Host names the host and how to allow it).
+    pub detail: Option<Box<str>>,
     /// A request the gate did not read (a filter tree served other than by
     /// `server::run`): refused, never let through.
     unread: bool,
@@ -38,6 +41,7 @@ impl Denied {
             rule,
             login_redirect: None,
             retry_after: None,
+            detail: None,
             unread: false,
         }
     }
@@ -49,9 +53,20 @@ impl Denied {
         }
     }
 
-    fn message(&self) -> &'static str {
+    /// The refusal of a Host: names it and says how to allow it.
+    pub fn host_not_allowed(host: Option<&str>) -> Self {
+        Self {
+            detail: Some(crate::policy::host_refusal(host).into()),
+            ..Self::new(Reason::HostNotAllowed, None)
+        }
+    }
+
+    fn message(&self) -> &str {
         if self.unread {
             return "the gate did not decide this request (it was served without server::run)";
+        }
+        if let Some(d) = &self.detail {
+            return d;
         }
         match self.reason {
             Reason::HostNotAllowed => "the Host header is not an allowed host",

@@ -15,9 +15,9 @@ use crate::chat::{ChatConfig, EventSink, Registry};
 use crate::events::Hub;
 use crate::events::HubStats;
 use crate::metrics::{DecisionCounters, Metrics};
-use crate::policy::CompiledPolicy;
 use crate::policy::TokenDigest;
-use crate::server::conns::Conns;
+use crate::policy::{CompiledPolicy, LoadContext, Principal};
+use crate::server::conns::{Close, Conns};
 
 /// Where the policy in force came from, so a reload knows what to read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,10 @@ pub struct Config {
     pub bind: SocketAddr,
     pub static_dir: PathBuf,
     pub policy_source: PolicySource,
+    /// What the policy is compiled against (bind address, machine name,
+    /// `--allowed-host`, upstream mode), kept so a reload compiles the same
+    /// way (in upstream mode, the presets' paths stay under `/.dashgate`).
+    pub policy_context: LoadContext,
     pub startup_token: Option<StartupToken>,
     /// Length of the failed-credential window (a minute; shorter in tests).
     pub auth_window: std::time::Duration,
@@ -143,7 +147,18 @@ impl State {
             chat.events_url = events_base(config.bind, &config.own_route("/api/pub"));
         }
         let sink = hub.clone();
-        let on_event: EventSink = Arc::new(move |kind, data| sink.server_event(kind, data));
+        let conns = Conns::new(config.max_sockets, hub.clone());
+        let publishers = conns.clone();
+        let on_event: EventSink = Arc::new(move |kind, data| {
+            // A session's internal credential ends with it (SPEC §3.1): so
+            // do the publishers it opened.
+            if kind == "session.exited" {
+                if let Some(id) = data["id"].as_str() {
+                    end_internal_sockets(&publishers, id);
+                }
+            }
+            sink.server_event(kind, data)
+        });
         let chat = Registry::new(chat, on_event);
         let live = LivePolicy::new(policy);
         Box::leak(Box::new(Self {
@@ -151,7 +166,7 @@ impl State {
             metrics,
             limiter: FailureLimiter::new(config.auth_window),
             sessions: Sessions::default(),
-            conns: Conns::new(config.max_sockets, hub.clone()),
+            conns,
             hub,
             config,
             live: ArcSwap::from_pointee(live),
@@ -201,4 +216,15 @@ pub fn with_state(
 ) -> impl warp::Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone {
     use warp::Filter;
     warp::any().map(move || state)
+}
+
+/// Close (4401) every socket opened with chat session `id`'s internal
+/// credential.
+fn end_internal_sockets(conns: &Conns, id: &str) -> usize {
+    conns.recheck(|a| match &a.principal {
+        Principal::Internal { session } if session == id => {
+            Some(Close::new(4401, "chat session ended"))
+        }
+        _ => None,
+    })
 }

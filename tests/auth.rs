@@ -26,8 +26,12 @@ fn hash_password(password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The forward-auth proxy's shared secret in `policy_with_credentials`.
+const PROXY_SECRET: &str = "proxy-secret-for-tests";
+
 fn policy_with_credentials(limit: u32) -> (tempfile::TempDir, std::path::PathBuf) {
     let ci_hash = hex::encode(Sha256::digest(b"ci-token-123"));
+    let proxy_hash = hex::encode(Sha256::digest(PROXY_SECRET.as_bytes()));
     let hash = hash_password("correct horse");
     policy_file(&format!(
         r#"
@@ -39,7 +43,7 @@ credentials:
     - {{ name: ci, sha256: "{ci_hash}" }}
   users:
     - {{ name: alice, password_hash: "{hash}" }}
-  forward_auth: {{ user_header: Remote-User }}
+  forward_auth: {{ user_header: Remote-User, secret_header: X-Proxy-Secret, secret_sha256: "{proxy_hash}" }}
   session_ttl: 2s
 limits:
   auth_failures_per_minute: {limit}
@@ -132,12 +136,27 @@ async fn each_credential_kind_on_rest_and_websocket() {
         (401, 401)
     );
     assert_eq!(
-        status_with(&s, "127.0.0.5", &[("remote-user", "bob")]).await,
+        status_with(
+            &s,
+            "127.0.0.3",
+            &[("remote-user", "bob"), ("x-proxy-secret", PROXY_SECRET)]
+        )
+        .await,
+        (401, 401)
+    );
+    assert_eq!(
+        status_with(
+            &s,
+            "127.0.0.5",
+            &[("remote-user", "bob"), ("x-proxy-secret", PROXY_SECRET)]
+        )
+        .await,
         (200, 101)
     );
     let v: serde_json::Value = http_from("127.0.0.5")
         .get(s.url("/api/whoami"))
         .header("remote-user", "bob")
+        .header("x-proxy-secret", PROXY_SECRET)
         .send()
         .await
         .unwrap()

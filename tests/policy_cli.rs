@@ -285,10 +285,7 @@ fn hash_password_round_trips_through_a_policy() {
     let (_dir, path) = temp_policy(&format!(
         "  users:\n    - {{ name: alice, password_hash: \"{phc}\" }}\n"
     ));
-    let ctx = dashgate::policy::LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    };
+    let ctx = dashgate::policy::LoadContext::new("127.0.0.1".parse().unwrap());
     let p = dashgate::policy::CompiledPolicy::load_file(&path, &ctx).unwrap();
     assert!(p.verify_password("alice", "correct horse").is_some());
     assert!(p.verify_password("alice", "correct horse\n").is_none());

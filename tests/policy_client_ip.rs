@@ -239,10 +239,7 @@ fn the_query_and_the_fragment_never_match_a_rule() {
     assert_eq!(rule("/secret?next=/pub/x").as_deref(), Some("rest"));
     assert_eq!(rule("/secret#/pub/x").as_deref(), Some("rest"));
     // A glob cannot even name a query.
-    let ctx = dashgate::policy::LoadContext {
-        bind: ip("127.0.0.1"),
-        upstream: false,
-    };
+    let ctx = dashgate::policy::LoadContext::new(ip("127.0.0.1"));
     let e = dashgate::policy::CompiledPolicy::from_str(
         "version: 1\nrules:\n  - { paths: [\"/a?x=1\"], action: allow }\n",
         "q.yaml",

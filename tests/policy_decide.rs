@@ -351,13 +351,21 @@ fn allowed_hosts_and_origins_from_the_file() {
     assert!(ok(ws().origin(Some("https://app.example.com"))));
     assert!(ok(ws().origin(Some("http://dash.lan:80"))));
     assert!(!ok(ws().origin(Some("https://dash.lan"))));
-    // Bound to 0.0.0.0 without a list: any host, a missing one too.
+    // Bound to 0.0.0.0 without a list: any IP literal and the loopback
+    // names, never a DNS name (DNS rebinding) nor a missing Host.
     let any = policy_util::compile_bound("version: 1\nrules:\n  - { action: allow }\n", "0.0.0.0");
-    assert!(any
-        .decide(&req("GET", "/").host(Some("whatever.example")))
-        .verdict
-        .is_ok());
-    assert!(any.decide(&req("GET", "/").host(None)).verdict.is_ok());
+    for ok in ["192.168.1.2:9119", "[fd00::7]", "localhost:9119"] {
+        assert!(
+            any.decide(&req("GET", "/").host(Some(ok))).verdict.is_ok(),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        any.decide(&req("GET", "/").host(Some("whatever.example")))
+            .verdict,
+        Err(Reason::HostNotAllowed)
+    );
+    assert!(any.decide(&req("GET", "/").host(None)).verdict.is_err());
     let own =
         policy_util::compile_bound("version: 1\nrules:\n  - { action: allow }\n", "192.168.1.2");
     assert!(own

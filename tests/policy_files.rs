@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use dashgate::policy::{CompiledPolicy, LoadContext, Principal, PRESETS};
 
 fn ctx() -> LoadContext {
-    LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    }
+    LoadContext::new("127.0.0.1".parse().unwrap())
 }
 
 fn yaml_files(dir: &str) -> Vec<PathBuf> {
@@ -109,7 +106,7 @@ credentials:
     - {{ name: ci, sha256: "{}" }}
   users:
     - {{ name: alice, password_hash: "{phc}" }}
-  forward_auth: {{ user_header: Remote-User }}
+  forward_auth: {{ user_header: Remote-User, secret_header: X-Proxy-Secret, secret_sha256: "{TEST_SHA}" }}
   session_ttl: 15m
 limits:
   auth_failures_per_minute: 3

@@ -78,10 +78,7 @@ async fn observe(s: &Server, path: &str, ws: bool, token: Option<&str>) -> Optio
 /// the secure and insecure presets: the server's answer is the engine's.
 #[tokio::test]
 async fn every_route_is_decided_by_the_gate_on_both_transports() {
-    let ctx = LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    };
+    let ctx = LoadContext::new("127.0.0.1".parse().unwrap());
     for preset in ["secure", "insecure", "lan"] {
         let policy = CompiledPolicy::preset(preset, &ctx).unwrap();
         let s = if preset == "insecure" {
@@ -128,10 +125,7 @@ async fn every_route_is_decided_by_the_gate_on_both_transports() {
 #[tokio::test]
 async fn in_upstream_mode_every_route_and_proxied_path_is_decided_by_the_gate() {
     let up = upstream::TestUpstream::start().await;
-    let ctx = LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: true,
-    };
+    let ctx = LoadContext::new("127.0.0.1".parse().unwrap()).with_upstream(true);
     let mut paths = BTreeSet::new();
     for &(_, path, _) in ROUTES {
         paths.insert(path.to_string());
@@ -255,10 +249,7 @@ fn every_path_in_the_source_is_a_listed_route() {
 /// beside the gate (`.or(...)` outside `routes()`) answers here and fails.
 #[tokio::test]
 async fn every_path_in_the_source_is_gated() {
-    let ctx = LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    };
+    let ctx = LoadContext::new("127.0.0.1".parse().unwrap());
     let policy = CompiledPolicy::preset("secure", &ctx).unwrap();
     let s = launch().start();
     for lit in path_literals() {
@@ -281,15 +272,13 @@ async fn every_path_in_the_source_is_gated() {
 async fn the_tree_without_the_gates_decision_fails_closed() {
     use dashgate::chat::ChatConfig;
     use dashgate::state::{Config, PolicySource, StartupToken, State};
-    let ctx = LoadContext {
-        bind: IpAddr::from([127, 0, 0, 1]),
-        upstream: false,
-    };
+    let ctx = LoadContext::new(IpAddr::from([127, 0, 0, 1]));
     let state = State::new(
         Config {
             bind: "127.0.0.1:9".parse().unwrap(),
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
             policy_source: PolicySource::Preset("insecure".into()),
+            policy_context: LoadContext::new(IpAddr::from([127, 0, 0, 1])),
             startup_token: Some(StartupToken::new("t")),
             auth_window: std::time::Duration::from_secs(60),
             max_sockets: 16,

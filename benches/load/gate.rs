@@ -55,6 +55,7 @@ fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppS
             bind,
             static_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
             policy_source: source,
+            policy_context: LoadContext::new(bind.ip()),
             startup_token: Some(StartupToken::new(TOKEN)),
             auth_window: Duration::from_secs(60),
             max_sockets: 20_000,
@@ -89,10 +90,7 @@ pub fn ab_server() {
                 let _ = rx.changed().await;
             }
         };
-        let ctx = LoadContext {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            upstream: false,
-        };
+        let ctx = LoadContext::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let mut ports = Vec::new();
         let mut tasks = Vec::new();
@@ -125,10 +123,14 @@ pub fn ab_server() {
                 let svc = PerConnection::new(warp::service(bare));
                 let handler = move |_, req| svc.call(req);
                 tokio::spawn(dashgate::server::serve(
-                    listener, st, handler, 20_000, shutdown,
+                    listener,
+                    st,
+                    handler,
+                    limits(),
+                    shutdown,
                 ))
             } else {
-                tokio::spawn(dashgate::server::run(listener, st, 20_000, shutdown))
+                tokio::spawn(dashgate::server::run(listener, st, limits(), shutdown))
             });
         }
         println!("ports {}", ports.join(" "));
@@ -136,6 +138,16 @@ pub fn ab_server() {
             let _ = t.await;
         }
     });
+}
+
+/// The server's limits, with room for the load generator's connections
+/// (all from one address).
+fn limits() -> dashgate::server::limits::Limits {
+    dashgate::server::limits::Limits {
+        max_connections: 20_000,
+        max_connections_per_client: 20_000,
+        ..Default::default()
+    }
 }
 
 struct Variant {

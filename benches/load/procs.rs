@@ -137,6 +137,8 @@ impl Dashgate {
         cmd.envs(env.iter().copied());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(["--max-connections", "20000", "--max-sockets", "20000"])
+            // Every load generator connects from 127.0.0.1.
+            .args(["--max-connections-per-client", "20000"])
             .args(extra)
             .env("DASHGATE_TOKEN", super::TOKEN)
             .env_remove("DASHGATE_POLICY")

@@ -43,10 +43,12 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300)
 const WRITE_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(1);
 const WRITE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Server variables a child must not inherit: the startup token would let the
-/// agent (or anything it runs) act as the dashboard's owner.
+/// Server variables a child must not inherit: the startup token (or the
+/// path of the file holding it) would let the agent (or anything it runs)
+/// act as the dashboard's owner.
 const SCRUBBED_ENV: &[&str] = &[
     "DASHGATE_TOKEN",
+    "DASHGATE_TOKEN_FILE",
     "HERMES_DASHBOARD_SESSION_TOKEN",
     "COLUMNS",
     "LINES",

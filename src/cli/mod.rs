@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the dashboard (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -56,6 +56,16 @@ pub struct ServeArgs {
     /// checked. Also `DASHGATE_INSECURE=1` / `HERMES_DASHBOARD_INSECURE=1`.
     #[arg(long)]
     pub insecure: bool,
+    /// A Host name to serve besides the policy's `allowed_hosts` or its
+    /// default (repeatable; `*.suffix` for a domain). Also
+    /// `DASHGATE_ALLOWED_HOSTS` (comma-separated).
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "DASHGATE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Folder of the web UI.
     #[arg(long, env = "DASHGATE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -72,9 +82,22 @@ pub struct ServeArgs {
     #[arg(long, env = "DASHGATE_IDLE_TIMEOUT", default_value_t = 1800)]
     pub idle_timeout: u64,
     /// Most open HTTP connections at once (further ones wait to be accepted;
-    /// one that sends no request head for 10 s is closed).
+    /// one that sends no request head for --request-timeout is closed).
     #[arg(long, env = "DASHGATE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most open connections from one address (one more is closed at once);
+    /// a trusted proxy (`trusted_proxies`) is not limited.
+    #[arg(
+        long,
+        env = "DASHGATE_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    pub max_connections_per_client: usize,
+    /// Seconds a request head may take to arrive, a request body may go
+    /// without a byte (then 408), and a connection may stay open with no
+    /// request (an idle HTTP/2 connection gets GOAWAY).
+    #[arg(long, env = "DASHGATE_REQUEST_TIMEOUT", default_value_t = 10)]
+    pub request_timeout: u64,
     /// Most open WebSockets at once (one more gets 503 at the upgrade).
     #[arg(long, env = "DASHGATE_MAX_SOCKETS", default_value_t = 20_000)]
     pub max_sockets: usize,
@@ -87,6 +110,10 @@ pub struct ServeArgs {
         hide = true
     )]
     pub auth_window_secs: u64,
+    /// Read the startup token from this file (Docker secrets, systemd
+    /// credentials); a trailing newline is trimmed. Not with DASHGATE_TOKEN.
+    #[arg(long, env = "DASHGATE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -101,7 +128,6 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum PolicyCommand {
     /// Validate files; exit 0, or 2 with file:line:col.
     Check {
@@ -109,7 +135,7 @@ pub enum PolicyCommand {
         files: Vec<PathBuf>,
     },
     /// Show how a request would be decided, rule by rule.
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
     /// Print the JSON Schema of the policy file.
     Schema,
 }
@@ -137,6 +163,19 @@ pub struct ExplainArgs {
     /// The Host header (a browser sends the port too).
     #[arg(long, default_value = "localhost:9119")]
     pub host: String,
+    /// The address the server binds (`serve --host`): it decides the
+    /// default `allowed_hosts`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// A Host name the server is told to serve with `--allowed-host`
+    /// (repeatable). Also `DASHGATE_ALLOWED_HOSTS`.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "DASHGATE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     #[arg(long)]
     pub origin: Option<String>,
     /// A bearer token to present.
@@ -156,7 +195,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         None => crate::cli::serve::main(cli.serve),
-        Some(Command::Serve(args)) => crate::cli::serve::main(args),
+        Some(Command::Serve(args)) => crate::cli::serve::main(*args),
         Some(Command::Policy(cmd)) => crate::cli::policy_cmd::main(cmd),
         Some(Command::HashPassword) => crate::cli::policy_cmd::hash_password(),
         Some(Command::Token) => crate::cli::policy_cmd::token(),

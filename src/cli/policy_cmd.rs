@@ -23,8 +23,9 @@ use crate::policy::{
 /// Exit status for a policy error or bad arguments.
 const EXIT_ERROR: i32 = 2;
 
-/// The bind address `policy check` and `policy explain` assume: the server's
-/// default, so host defaults match what `dashgate serve` would do.
+/// The bind address `policy check` assumes (and `policy explain` without
+/// `--bind`): the server's default, so host defaults match what `dashgate
+/// serve` would do.
 const EXPLAIN_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Run `dashgate policy …`; returns the exit status.
@@ -84,24 +85,18 @@ fn fail(msg: &str) -> i32 {
 }
 
 /// A policy file, or a preset by name when no such file exists.
-/// `upstream`: compile as `serve --upstream` does (the presets' paths under
-/// `/.dashgate/`).
-fn load(path: &Path, upstream: bool) -> Result<CompiledPolicy, PolicyError> {
-    let ctx = LoadContext {
-        bind: EXPLAIN_BIND,
-        upstream,
-    };
+fn load(path: &Path, ctx: &LoadContext) -> Result<CompiledPolicy, PolicyError> {
     let name = path.to_string_lossy();
     if !path.exists() && PRESETS.iter().any(|(n, _)| *n == name) {
-        return CompiledPolicy::preset(&name, &ctx);
+        return CompiledPolicy::preset(&name, ctx);
     }
-    CompiledPolicy::load_file(path, &ctx)
+    CompiledPolicy::load_file(path, ctx)
 }
 
 fn check(files: &[std::path::PathBuf]) -> i32 {
     let mut status = 0;
     for file in files {
-        match load(file, false) {
+        match load(file, &LoadContext::new(EXPLAIN_BIND)) {
             Ok(p) => {
                 let n = p.summary().rules;
                 let s = if n == 1 { "" } else { "s" };
@@ -152,7 +147,8 @@ fn parse_headers(lines: &[String]) -> Result<Headers, String> {
 }
 
 /// The credential `--token` stands for: a policy token, else the startup
-/// token from `DASHGATE_TOKEN` (or its hermes alias), else invalid.
+/// token from `DASHGATE_TOKEN` (or its hermes alias) or the file named by
+/// `DASHGATE_TOKEN_FILE`, else invalid.
 fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
     let Some(token) = token else {
         return Credential::None;
@@ -163,7 +159,11 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
     let startup = std::env::var("DASHGATE_TOKEN")
         .or_else(|_| std::env::var("HERMES_DASHBOARD_SESSION_TOKEN"))
         .ok()
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            let path = std::env::var_os("DASHGATE_TOKEN_FILE").filter(|p| !p.is_empty())?;
+            crate::cli::serve::read_token_file(Path::new(&path)).ok()
+        });
     match startup {
         Some(s)
             if policy.startup_token_enabled()
@@ -176,7 +176,14 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
 }
 
 fn explain(args: &ExplainArgs) -> i32 {
-    let policy = match load(&args.file, args.upstream.is_some()) {
+    // The server's view: its bind address, this machine's name, its
+    // `--allowed-host` entries, and `--upstream` (the presets' paths under
+    // `/.dashgate/`).
+    let ctx = match crate::cli::serve::load_context(args.bind, &args.allowed_hosts) {
+        Ok(c) => c.with_upstream(args.upstream.is_some()),
+        Err(e) => return fail(&e),
+    };
+    let policy = match load(&args.file, &ctx) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");

@@ -16,6 +16,7 @@ use crate::chat::ChatConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::policy::{CompiledPolicy, LoadContext};
 use crate::proxy::Upstream;
+use crate::server::limits::Limits;
 use crate::state::{Config, PolicySource, StartupToken, State};
 
 /// Default port (the hermes dashboard's).
@@ -59,17 +60,36 @@ fn policy_source(args: &ServeArgs) -> Result<PolicySource, String> {
 ///
 /// # Errors
 /// The policy error, with file:line:col.
-pub fn load_policy(
-    source: &PolicySource,
-    bind: IpAddr,
-    upstream: bool,
-) -> Result<CompiledPolicy, String> {
-    let ctx = LoadContext { bind, upstream };
+pub fn load_policy(source: &PolicySource, ctx: &LoadContext) -> Result<CompiledPolicy, String> {
     match source {
-        PolicySource::Preset(name) => CompiledPolicy::preset(name, &ctx),
-        PolicySource::File(path) => CompiledPolicy::load_file(path, &ctx),
+        PolicySource::Preset(name) => CompiledPolicy::preset(name, ctx),
+        PolicySource::File(path) => CompiledPolicy::load_file(path, ctx),
     }
     .map_err(|e| e.to_string())
+}
+
+/// What a server bound to `bind` compiles its policy against: the machine's
+/// host name (allowed by default on a wildcard bind) and the hosts of
+/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` (SPEC §2.3).
+///
+/// # Errors
+/// A malformed host entry.
+pub fn load_context(bind: IpAddr, allowed_hosts: &[String]) -> Result<LoadContext, String> {
+    let hosts: Vec<String> = allowed_hosts
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    LoadContext::new(bind)
+        .with_machine_name(machine_name())
+        .with_allowed_hosts(&hosts, "--allowed-host / DASHGATE_ALLOWED_HOSTS")
+}
+
+/// The kernel's name for this machine (`uname -n`), if it is text.
+fn machine_name() -> Option<String> {
+    let uts = rustix::system::uname();
+    uts.nodename().to_str().ok().map(str::to_owned)
 }
 
 fn host(args: &ServeArgs) -> Result<IpAddr, String> {
@@ -109,18 +129,65 @@ fn static_dir(args: &ServeArgs) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
 }
 
-/// The startup token: from the environment (so it survives restarts) or 32
-/// random bytes, base64url.
-fn startup_token() -> (String, bool) {
-    if let Some(t) = env("DASHGATE_TOKEN").or_else(|| env("HERMES_DASHBOARD_SESSION_TOKEN")) {
-        return (t, true);
+/// The largest token file read: a token is a line, not a document.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The startup token from `--token-file` / `DASHGATE_TOKEN_FILE`: the file's
+/// one line, its trailing newline trimmed.
+///
+/// # Errors
+/// An unreadable, empty, multi-line or oversized file, named.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let name = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read the token file {name}: {e}"))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "the token file {name} is larger than {MAX_TOKEN_FILE_BYTES} bytes (expected one line)"
+        ));
+    }
+    let token = text.trim_end_matches(['\n', '\r']);
+    if token.is_empty() {
+        return Err(format!("the token file {name} is empty"));
+    }
+    if token.contains(['\n', '\r']) {
+        return Err(format!(
+            "the token file {name} holds more than one line (expected the token alone)"
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// The startup token: from `--token-file` / `DASHGATE_TOKEN_FILE`, or from
+/// `DASHGATE_TOKEN` (or its alias), so it survives restarts; otherwise 32
+/// random bytes, base64url. A file and a variable together are an error,
+/// never a silent pick.
+fn startup_token(args: &ServeArgs) -> Result<(String, bool), String> {
+    let from_env = env("DASHGATE_TOKEN")
+        .map(|t| ("DASHGATE_TOKEN", t))
+        .or_else(|| {
+            env("HERMES_DASHBOARD_SESSION_TOKEN").map(|t| ("HERMES_DASHBOARD_SESSION_TOKEN", t))
+        });
+    if let Some(path) = &args.token_file {
+        if let Some((var, _)) = from_env {
+            return Err(format!(
+                "--token-file (or DASHGATE_TOKEN_FILE) and {var} contradict each other: pick one"
+            ));
+        }
+        return read_token_file(path).map(|t| (t, true));
+    }
+    if let Some((_, t)) = from_env {
+        return Ok((t, true));
     }
     let mut b = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut b);
-    (
+    Ok((
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
         false,
-    )
+    ))
 }
 
 /// The chat sessions' settings; `events_url` is derived from the bound
@@ -148,6 +215,27 @@ fn upstream(args: &ServeArgs) -> Result<Option<Arc<Upstream>>, String> {
         ));
     }
     Upstream::parse(url, Duration::from_secs_f64(t)).map(|u| Some(Arc::new(u)))
+}
+
+/// The connection limits (SPEC §8); none of them may be zero.
+fn limits(args: &ServeArgs) -> Result<Limits, String> {
+    for (flag, n) in [
+        ("--max-connections", args.max_connections as u64),
+        (
+            "--max-connections-per-client",
+            args.max_connections_per_client as u64,
+        ),
+        ("--request-timeout", args.request_timeout),
+    ] {
+        if n == 0 {
+            return Err(format!("{flag} must be at least 1"));
+        }
+    }
+    Ok(Limits {
+        max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
+        request_timeout: Duration::from_secs(args.request_timeout),
+    })
 }
 
 fn init_tracing(format: LogFormat) {
@@ -182,12 +270,24 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let policy = match load_policy(&source, host, upstream.is_some()) {
+    let ctx = match load_context(host, &args.allowed_hosts) {
+        Ok(c) => c.with_upstream(upstream.is_some()),
+        Err(e) => return fail(e),
+    };
+    let policy = match load_policy(&source, &ctx) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
     let chat = match chat_config(&args) {
         Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let limits = match limits(&args) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let (token, _from_env) = match startup_token(&args) {
+        Ok(t) => t,
         Err(e) => return fail(e),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -203,12 +303,12 @@ pub fn main(args: ServeArgs) -> i32 {
             }
         };
         let bind = listener.local_addr().expect("bound address");
-        let (token, _from_env) = startup_token();
         let needs_token = policy.can_require_auth() && policy.startup_token_enabled();
         let config = Config {
             bind,
             static_dir: static_dir(&args),
             policy_source: source,
+            policy_context: ctx,
             startup_token: Some(StartupToken::new(&token)),
             auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
             max_sockets: args.max_sockets,
@@ -237,7 +337,7 @@ pub fn main(args: ServeArgs) -> i32 {
             println!("proxying to {}", up.url);
         }
         drop(token);
-        crate::server::run(listener, state, args.max_connections, shutdown).await;
+        crate::server::run(listener, state, limits, shutdown).await;
         0
     })
 }

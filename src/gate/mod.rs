@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 
 use warp::{Filter, Rejection};
 
-use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest};
+use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest, Transport};
 use crate::reject::Denied;
 use crate::state::{AppState, LivePolicy};
 
@@ -147,6 +147,16 @@ impl Intake {
             .and_then(|r| decide(state, &live, r))
             .map_err(Box::new);
         Self(decided)
+    }
+
+    /// The decision [`Self::check`] made: the admission, or the refusal.
+    /// It exists for the fuzz targets (`fuzz/`) and tests, which check
+    /// what the gate let in without serving the route tree.
+    pub fn decision(&self) -> Result<&Admission, &Denied> {
+        match &self.0 {
+            Ok(access) => Ok(access),
+            Err(denied) => Err(denied),
+        }
     }
 
     /// Answer the request with `answer`, the route tree's future for it,
@@ -337,6 +347,9 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         }))),
         Err(reason) => {
             let mut d = deny(reason, rule);
+            if reason == Reason::HostNotAllowed {
+                d.detail = Denied::host_not_allowed(facts.host.as_deref()).detail;
+            }
             if reason == Reason::NoCredential && r.html {
                 d.login_redirect = Some(login_url(state, &facts.path, &r.query));
             }
@@ -367,12 +380,18 @@ pub fn is_own_path(path: &str) -> bool {
 }
 
 /// `/login?next=<path?query>` (`/.dashgate/login?…` in upstream mode);
-/// `next` is always a local path.
+/// `next` is always a local path, and never keeps a `?token=` (a cross-site
+/// one, ignored here, would otherwise be visited from the site itself once
+/// the user has signed in).
 fn login_url(state: &AppState, path: &str, query: &str) -> String {
-    let next = if query.is_empty() {
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
+        .collect();
+    let next = if rest.is_empty() {
         path.to_string()
     } else {
-        format!("{path}?{query}")
+        format!("{path}?{}", rest.join("&"))
     };
     let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
     let login = if state.config.upstream.is_some() {
@@ -415,7 +434,15 @@ pub fn redecide(
     access: &Access,
 ) -> crate::policy::Decision {
     let mut facts = access.facts().clone();
-    let internal = internal_allowed(facts.peer, facts.client, &facts.path, pub_path(state), None);
+    let ws = facts.transport == Transport::Ws;
+    let internal = internal_allowed(
+        facts.peer,
+        facts.client,
+        &facts.path,
+        pub_path(state),
+        ws,
+        None,
+    );
     facts.credential = resolve_request(state, policy, access.presented(), internal);
     policy.decide(&facts)
 }

@@ -109,18 +109,24 @@ pub(super) fn read(
     };
     let client = canonical_ip(view.client);
     let Ok(host) = seen.host(head.uri.authority()) else {
-        return Err(deny(client, Reason::HostNotAllowed));
+        let mut d = deny(client, Reason::HostNotAllowed);
+        d.detail = Some("the request names its host twice or in two ways (several Host headers, or a Host other than the request line's)".into());
+        return Err(d);
     };
-    let mut presented = presented(&seen, headers, query, policy, view.peer_trusted, true);
+    let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
+        return Err(deny(client, Reason::BadForwardingHeader));
+    };
+    let mut presented = presented(&seen, headers, query, forwarded, true);
+    let ws = transport == Transport::Ws;
     let pub_path = super::pub_path(state);
-    let internal = internal_allowed(peer_ip, client, path, pub_path, Some(headers));
+    let internal = internal_allowed(peer_ip, client, path, pub_path, ws, Some(headers));
     let mut credential = resolve_request(state, policy, &presented, internal);
     if credential == Credential::Invalid && super::upstreams_path(state, path) {
         // A token that is not dashgate's, on a path of the upstream, is the
         // upstream's own (hermes sends `?token=` on its WebSockets): no
         // bad credential, not counted, passed on untouched (SPEC §6). The
         // request is decided on dashgate's other credentials, if any.
-        presented = self::presented(&seen, headers, query, policy, view.peer_trusted, false);
+        presented = self::presented(&seen, headers, query, forwarded, false);
         credential = resolve_request(state, policy, &presented, internal);
     }
     let html = transport == Transport::Http
@@ -159,6 +165,7 @@ struct Seen<'h> {
     origins: usize,
     accept: Option<&'h HeaderValue>,
     cookie: bool,
+    fetch_site: Option<&'h HeaderValue>,
 }
 
 impl<'h> Seen<'h> {
@@ -180,6 +187,8 @@ impl<'h> Seen<'h> {
                 s.accept.get_or_insert(value);
             } else if name == COOKIE {
                 s.cookie = true;
+            } else if name == SEC_FETCH_SITE {
+                s.fetch_site.get_or_insert(value);
             }
         }
         s
@@ -210,6 +219,16 @@ impl<'h> Seen<'h> {
         }
     }
 
+    /// A browser says another site made this request (`Sec-Fetch-Site:
+    /// cross-site` or `same-site`, e.g. another port on the same host): a
+    /// link or form of a page the user visits, not the user.
+    fn cross_site(&self) -> bool {
+        self.fetch_site.is_some_and(|v| {
+            let v = v.as_bytes().trim_ascii();
+            v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site")
+        })
+    }
+
     /// The Origin header. Several Origin headers (only a non-browser client
     /// can send that) are kept joined, which equals no allowed origin:
     /// refused where Origin is checked, rather than deciding on whichever
@@ -235,6 +254,7 @@ impl<'h> Seen<'h> {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 fn header_lines<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Vec<String> {
     headers
@@ -272,8 +292,7 @@ fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
-    policy: &CompiledPolicy,
-    peer_trusted: bool,
+    forwarded: Option<&str>,
     tokens: bool,
 ) -> Presented {
     if let Some(token) = seen
@@ -283,7 +302,10 @@ fn presented(
     {
         return Presented::Token(TokenDigest::of_bytes(token));
     }
-    if let Some(t) = query_param(query, "token").filter(|_| tokens) {
+    // A cross-site `?token=` is no credential (SPEC §8): any page could
+    // sign the browser in as someone else, or lock its address out with
+    // guesses. A typed or pasted link is `none`; a script sends no header.
+    if let Some(t) = query_param(query, "token").filter(|_| tokens && !seen.cross_site()) {
         return Presented::Token(TokenDigest::of(&t));
     }
     if seen.cookie {
@@ -293,20 +315,59 @@ fn presented(
             }
         }
     }
-    if peer_trusted {
-        if let Some(h) = policy.forward_auth_header() {
-            let user = headers.get(h).and_then(|v| v.to_str().ok());
-            if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
-                return Presented::Forwarded(user.to_string());
-            }
-        }
+    if let Some(user) = forwarded {
+        return Presented::Forwarded(user.to_string());
     }
     Presented::None
 }
 
+/// The user a trusted proxy names in `forward_auth.user_header`, believed
+/// only with the proxy's shared secret in `secret_header` (SPEC §2.2: on a
+/// loopback proxy every local process is a trusted peer). Without the
+/// secret, or with a wrong one, the header names nobody. From a peer that
+/// is not a trusted proxy both headers are ignored, whatever they hold.
+/// `Err` when a trusted peer sends either header more than once.
+fn forwarded_user<'h>(
+    headers: &'h HeaderMap,
+    policy: &CompiledPolicy,
+    peer_trusted: bool,
+) -> Result<Option<&'h str>, ()> {
+    let Some(fa) = policy.forward_auth().filter(|_| peer_trusted) else {
+        return Ok(None);
+    };
+    let once = |name: &str| {
+        let mut lines = headers.get_all(name).iter();
+        let first = lines.next();
+        if lines.next().is_some() {
+            Err(())
+        } else {
+            Ok(first)
+        }
+    };
+    let user = once(&fa.user_header)?;
+    let secret = once(&fa.secret_header)?;
+    let Some(user) = user
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !secret.is_some_and(|s| fa.secret_matches(s.as_bytes())) {
+        tracing::debug!(
+            header = %fa.user_header,
+            "forward-auth user ignored: the proxy's secret is missing or wrong"
+        );
+        return Ok(None);
+    }
+    Ok(Some(user))
+}
+
 /// Whether a chat child's internal credential (the token in its
-/// `DASHGATE_EVENTS_URL`) may count for this request: only on `/api/pub`,
-/// only with the loopback address that URL names (127.0.0.1 or ::1) as the
+/// `DASHGATE_EVENTS_URL`) may count for this request: only on a WebSocket
+/// upgrade of `/api/pub` (`pub_path`: `/.dashgate/api/pub` in upstream
+/// mode, where `/api/pub` is the upstream's) (never a page, so never a `?token=` visit that
+/// would trade it for a cookie), only with the loopback address that URL names (127.0.0.1 or ::1) as the
 /// TCP peer itself, and only without forwarding headers (whether or not the
 /// peer is a trusted proxy), so neither a leaked URL nor a local reverse
 /// proxy relaying the outside world can use it. `headers` is `None` for an
@@ -316,6 +377,7 @@ pub(super) fn internal_allowed(
     client: IpAddr,
     path: &str,
     pub_path: &str,
+    ws: bool,
     headers: Option<&HeaderMap>,
 ) -> bool {
     let named = peer == IpAddr::V4(Ipv4Addr::LOCALHOST) || peer == IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -329,7 +391,7 @@ pub(super) fn internal_allowed(
         .iter()
         .any(|n| h.contains_key(n))
     };
-    path == pub_path && named && client == peer && !headers.is_some_and(forwarded)
+    path == pub_path && ws && named && client == peer && !headers.is_some_and(forwarded)
 }
 
 /// The method as a fact: the standard ones without a copy.

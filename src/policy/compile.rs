@@ -15,22 +15,77 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::credentials::TokenDigest;
-use super::credentials::{self, Credentials};
+use super::credentials::{self, Credentials, ForwardAuth};
 use super::file::{Origins, PolicyFile};
 use super::host::{HostSet, OriginSet};
-use super::locate::{Doc, KeyPath};
+use super::limits;
+use super::locate::{Doc, KeyPath, ParseError};
 use super::network::{NetSet, Networks};
 use super::rules::{compile_rule, Rule};
 use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
 
-/// What the compiler needs to know about the server: the bind address decides
-/// the default `allowed_hosts` (SPEC §2.3); upstream mode moves the
-/// presets' paths under [`presets::OWN_PREFIX`] (SPEC §6).
+/// What the compiler needs to know about the server: the bind address and
+/// the machine's name decide the default `allowed_hosts`, and the hosts of
+/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` are added to it (SPEC §2.3);
+/// upstream mode moves the presets' paths under [`presets::OWN_PREFIX`]
+/// (SPEC §6). Built with [`LoadContext::new`], so the extra hosts are always
+/// checked.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
     pub bind: IpAddr,
+    /// The machine's host name (`uname -n`): on a wildcard bind it, and
+    /// `NAME.local`, are allowed by default. Passed in, not looked up
+    /// here, so the engine stays pure and its tests do not depend on the
+    /// machine they run on.
+    machine_name: Option<String>,
+    /// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS`, compiled.
+    extra_hosts: HostSet,
     /// `--upstream` is set: dashgate's own routes are under `/.dashgate/`.
-    pub upstream: bool,
+    upstream: bool,
+}
+
+impl LoadContext {
+    /// A server bound to `bind`, with no machine name, no extra hosts and
+    /// no upstream.
+    pub fn new(bind: IpAddr) -> Self {
+        Self {
+            bind,
+            machine_name: None,
+            extra_hosts: HostSet::empty(),
+            upstream: false,
+        }
+    }
+
+    /// The machine's host name, for the default on a wildcard bind.
+    #[must_use]
+    pub fn with_machine_name(mut self, name: Option<String>) -> Self {
+        self.machine_name = name;
+        self
+    }
+
+    /// Hosts allowed on top of the policy's `allowed_hosts` (or its default).
+    ///
+    /// # Errors
+    /// A malformed entry, with what was expected (`flag` names where it
+    /// came from, e.g. `--allowed-host`).
+    pub fn with_allowed_hosts(mut self, hosts: &[String], flag: &str) -> Result<Self, String> {
+        let set = HostSet::from_list(hosts).map_err(|(_, m)| format!("{flag}: {m}"))?;
+        self.extra_hosts = self.extra_hosts.union(&set);
+        Ok(self)
+    }
+
+    /// Upstream mode (`--upstream`): the presets' paths are compiled under
+    /// [`presets::OWN_PREFIX`].
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: bool) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// Whether the presets are compiled for upstream mode.
+    pub fn upstream(&self) -> bool {
+        self.upstream
+    }
 }
 
 /// A policy error with the place it was found.
@@ -153,9 +208,20 @@ fn parse_layer(text: &str, source: &str) -> Result<(PolicyFile, Doc), PolicyErro
         let at = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         error_at(source, at, strip_position(&e.to_string()))
     };
+    if text.len() > limits::MAX_FILE_BYTES {
+        let at = limits::position(text.as_bytes(), limits::MAX_FILE_BYTES);
+        return Err(error_at(
+            source,
+            at,
+            limits::too_big(Some(text.len() as u64)),
+        ));
+    }
     let doc = match Doc::parse(text) {
         Ok(doc) => doc,
-        Err((line, col, msg)) => {
+        Err(ParseError::TooDeep(line, col)) => {
+            return Err(error_at(source, (line, col), limits::too_deep()));
+        }
+        Err(ParseError::Syntax(line, col, msg)) => {
             // libyaml's wording is the more familiar one; fall back to ours.
             return Err(match serde_yaml::from_str::<PolicyFile>(text) {
                 Err(e) => serde_err(e),
@@ -225,9 +291,46 @@ impl CompiledPolicy {
     /// A [`PolicyError`] naming file:line:col.
     pub fn load_file(path: &Path, ctx: &LoadContext) -> Result<Self, PolicyError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error_at(&source, (1, 1), format!("cannot read the policy file: {e}")))?;
-        Self::from_str(&text, &source, ctx)
+        let bytes = Self::read_file(path)?;
+        Self::from_bytes(&bytes, &source, ctx)
+    }
+
+    /// Read a policy file, at most [`limits::MAX_FILE_BYTES`] of it: a
+    /// bigger file is refused without being read whole.
+    ///
+    /// # Errors
+    /// A [`PolicyError`] for an unreadable or too big file.
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+        use std::io::Read;
+        let source = path.display().to_string();
+        let cannot = |e: std::io::Error| {
+            error_at(&source, (1, 1), format!("cannot read the policy file: {e}"))
+        };
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let len = file.metadata().ok().map(|m| m.len());
+        let mut bytes = Vec::new();
+        file.take(limits::MAX_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() > limits::MAX_FILE_BYTES {
+            let at = limits::position(&bytes, limits::MAX_FILE_BYTES);
+            let len = len.filter(|&n| n > limits::MAX_FILE_BYTES as u64);
+            return Err(error_at(&source, at, limits::too_big(len)));
+        }
+        Ok(bytes)
+    }
+
+    /// Compile policy bytes as read by [`Self::read_file`].
+    ///
+    /// # Errors
+    /// A [`PolicyError`] naming `source`:line:col (also for text that is
+    /// not UTF-8).
+    pub fn from_bytes(bytes: &[u8], source: &str, ctx: &LoadContext) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = limits::position(bytes, e.valid_up_to());
+            error_at(source, at, "the policy file is not valid UTF-8".to_owned())
+        })?;
+        Self::from_str(text, source, ctx)
     }
 
     /// Compile an embedded preset (`secure`, `insecure`, `lan`).
@@ -321,13 +424,27 @@ impl CompiledPolicy {
     pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
         self.creds.verify_password(user, password)
     }
+    /// The PHC hash `user` signs in against, if the user is listed (kept
+    /// by a session, hashed, to end it when the hash changes).
+    pub fn password_hash(&self, user: &str) -> Option<&str> {
+        let users = &self.creds.users;
+        users
+            .iter()
+            .find(|(n, _)| n == user)
+            .map(|(_, h)| h.as_str())
+    }
     /// Whether the startup token is accepted (`credentials.startup_token`).
     pub fn startup_token_enabled(&self) -> bool {
         self.creds.startup_token
     }
     /// The header a trusted proxy names the user in, if configured.
     pub fn forward_auth_header(&self) -> Option<&str> {
-        self.creds.forward_auth.as_deref()
+        self.creds.forward_auth.as_ref().map(|f| &*f.user_header)
+    }
+    /// `credentials.forward_auth`, if configured: its headers and the
+    /// check of the proxy's shared secret.
+    pub fn forward_auth(&self) -> Option<&ForwardAuth> {
+        self.creds.forward_auth.as_ref()
     }
     /// How long a sign-in lasts.
     pub fn session_ttl(&self) -> Duration {
@@ -390,26 +507,26 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     let mut nets = Networks::new(&defs).map_err(net_err)?;
     // Resolve every definition, used or not: nothing is skipped silently.
     for name in defs.keys() {
-        nets.resolve_list(std::slice::from_ref(name))
-            .map_err(|(_, e)| net_err(e))?;
+        nets.check(name).map_err(net_err)?;
     }
 
     let trusted = match first(layers, |f| f.trusted_proxies.as_ref()) {
         None => NetSet::default(),
-        Some((l, list)) => nets.resolve_list(list).map_err(|(i, e)| {
+        Some((l, list)) => Arc::unwrap_or_clone(nets.resolve_list(list).map_err(|(i, e)| {
             Located::value(root.key("trusted_proxies").index(i), e.message).in_layer(l)
-        })?,
+        })?),
     };
 
     let hosts = match first(layers, |f| f.allowed_hosts.as_ref()) {
-        None => HostSet::default_for(ctx.bind),
+        None => HostSet::default_for(ctx.bind, ctx.machine_name.as_deref()),
         Some((l, list)) if list.is_empty() => {
             let msg = "empty list (expected at least one host; remove the key for the default)";
             return Err(Located::value(root.key("allowed_hosts"), msg.into()).in_layer(l));
         }
         Some((l, list)) => HostSet::from_list(list)
             .map_err(|(i, m)| Located::value(root.key("allowed_hosts").index(i), m).in_layer(l))?,
-    };
+    }
+    .union(&ctx.extra_hosts);
 
     let origins = match first(layers, |f| f.allowed_origins.as_ref()) {
         None | Some((_, Origins::SameHost)) => OriginSet::default(),

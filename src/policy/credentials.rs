@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::compile::Located;
-use super::file::{CredentialsFile, TokenFile, UserFile};
+use super::file::{CredentialsFile, ForwardAuthFile, TokenFile, UserFile};
 use super::locate::KeyPath;
 use super::Principal;
 
@@ -76,8 +76,36 @@ pub(crate) struct Credentials {
     pub tokens: Vec<(String, [u8; 32])>,
     /// (name, PHC string), checked to parse as argon2id at load.
     pub users: Vec<(String, String)>,
-    pub forward_auth: Option<String>,
+    pub forward_auth: Option<ForwardAuth>,
     pub session_ttl: Duration,
+}
+
+/// `credentials.forward_auth` compiled: the user header is believed only
+/// from a trusted proxy that also sends the shared secret (SPEC §2.2).
+#[derive(Clone)]
+pub struct ForwardAuth {
+    /// The header naming the signed-in user.
+    pub user_header: String,
+    /// The header carrying the proxy's shared secret.
+    pub secret_header: String,
+    secret_sha256: [u8; 32],
+}
+
+impl ForwardAuth {
+    /// Whether `value` (the secret header's value) is the shared secret:
+    /// hashed, then compared in constant time.
+    pub fn secret_matches(&self, value: &[u8]) -> bool {
+        TokenDigest::of_bytes(value).matches(&self.secret_sha256)
+    }
+}
+
+impl std::fmt::Debug for ForwardAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardAuth")
+            .field("user_header", &self.user_header)
+            .field("secret_header", &self.secret_header)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Credentials {
@@ -143,15 +171,10 @@ pub(crate) fn compile<'a>(
         let Some(c) = c else { continue };
         startup = startup.or(c.startup_token);
         if let (None, Some(f)) = (&fwd, &c.forward_auth) {
-            if !valid_header_name(&f.user_header) {
-                let path = base.key("forward_auth").key("user_header");
-                let msg = format!(
-                    "{:?} is not a header name (expected a name such as Remote-User)",
-                    f.user_header
-                );
-                return Err(Located::value(path, msg).in_layer(l));
-            }
-            fwd = Some(f.clone());
+            fwd = Some((
+                compile_forward_auth(f).map_err(|e| e.in_layer(l))?,
+                f.clone(),
+            ));
         }
         if let (None, Some(t)) = (&ttl, &c.session_ttl) {
             let d =
@@ -190,12 +213,59 @@ pub(crate) fn compile<'a>(
         }
     }
     creds.startup_token = startup.unwrap_or(true);
-    creds.forward_auth = fwd.as_ref().map(|f| f.user_header.clone());
+    let (forward_auth, fwd_shown) = fwd.unzip();
+    creds.forward_auth = forward_auth;
     creds.session_ttl = ttl.as_ref().map_or(DEFAULT_SESSION_TTL, |(_, d)| *d);
     shown.startup_token = Some(creds.startup_token);
-    shown.forward_auth = fwd;
+    shown.forward_auth = fwd_shown.map(|f| ForwardAuthFile {
+        secret_sha256: None,
+        ..f
+    });
     shown.session_ttl = Some(ttl.map_or_else(|| "12h".to_owned(), |(t, _)| t));
     Ok((creds, shown))
+}
+
+/// Check `credentials.forward_auth`: three header names and a hash, the
+/// secret required (fail closed: without one, every local process could
+/// sign in as anyone through a proxy trusted as `loopback`).
+fn compile_forward_auth(f: &ForwardAuthFile) -> Result<ForwardAuth, Located> {
+    let path = KeyPath::root().key("credentials").key("forward_auth");
+    let header = |key: &str, name: &str, example: &str| {
+        if valid_header_name(name) {
+            Ok(())
+        } else {
+            let msg = format!("{name:?} is not a header name (expected a name such as {example})");
+            Err(Located::value(path.key(key), msg))
+        }
+    };
+    header("user_header", &f.user_header, "Remote-User")?;
+    let (Some(secret_header), Some(secret_sha256)) = (&f.secret_header, &f.secret_sha256) else {
+        let missing = match (&f.secret_header, &f.secret_sha256) {
+            (None, None) => "secret_header and secret_sha256",
+            (None, Some(_)) => "secret_header",
+            _ => "secret_sha256",
+        };
+        let msg = format!(
+            "needs {missing}: the proxy must prove itself with a shared secret, \
+             or any local process could send {} and sign in as anyone (expected \
+             secret_header: X-Dashgate-Proxy-Secret and secret_sha256: the hash \
+             `dashgate token` prints for a new secret; see docs/policy.md, forward auth)",
+            f.user_header
+        );
+        return Err(Located::key(path, msg));
+    };
+    header("secret_header", secret_header, "X-Dashgate-Proxy-Secret")?;
+    if secret_header.eq_ignore_ascii_case(&f.user_header) {
+        let msg = format!("{secret_header:?} is also the user_header (expected another header)");
+        return Err(Located::value(path.key("secret_header"), msg));
+    }
+    let secret_sha256 =
+        parse_sha256(secret_sha256).map_err(|m| Located::value(path.key("secret_sha256"), m))?;
+    Ok(ForwardAuth {
+        user_header: f.user_header.clone(),
+        secret_header: secret_header.clone(),
+        secret_sha256,
+    })
 }
 
 fn check_name(

@@ -182,12 +182,26 @@ pub struct UserFile {
     pub password_hash: String,
 }
 
-/// `credentials.forward_auth`.
+/// `credentials.forward_auth`. All three keys are required: a proxy on
+/// loopback is "trusted" by address alone, and so is every local process,
+/// so the proxy must also prove itself with a shared secret (SPEC §2.2).
+/// The secret keys are optional here only so that a missing one is
+/// reported with its position and what to do, rather than by serde.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAuthFile {
     /// The header a trusted proxy sets to the signed-in user's name.
     pub user_header: String,
+    /// The header in which the proxy sends the shared secret (such as
+    /// `X-Dashgate-Proxy-Secret`); without it the user header is ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub secret_header: Option<String>,
+    /// SHA-256 of the shared secret, 64 hex digits (`dashgate token` prints
+    /// a secret and its hash). (Dropped from `/api/policy`.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub secret_sha256: Option<String>,
 }
 
 /// `limits:`.

@@ -114,10 +114,37 @@ fn valid_dns(s: &str) -> bool {
 /// The compiled `allowed_hosts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HostSet {
-    /// Any Host, and a missing one (bound to 0.0.0.0 / ::, or `"*"` listed).
+    /// Any Host, and a missing one (`"*"` listed).
     Any,
-    /// Only these: exact hosts, and `*.suffix` kept as `.suffix`.
-    List(Vec<Host>, Vec<String>, Spelled),
+    /// Only these.
+    List(Listed),
+}
+
+/// The hosts of a [`HostSet::List`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// Exact hosts: names (lower case) and addresses.
+    exact: Vec<Host>,
+    /// `*.suffix` entries, kept as `.suffix`.
+    suffix: Vec<String>,
+    /// Any IP literal (the default on a wildcard bind): a page the user
+    /// visits reaches the server by rebinding a *name* it controls to the
+    /// server's address; under an address its origin is the server's own.
+    any_ip: bool,
+    /// `exact` as Host headers spell them.
+    spelled: Spelled,
+}
+
+impl Listed {
+    fn new(exact: Vec<Host>, suffix: Vec<String>, any_ip: bool) -> Self {
+        let spelled = Spelled::of(&exact);
+        Self {
+            exact,
+            suffix,
+            any_ip,
+            spelled,
+        }
+    }
 }
 
 /// The exact hosts as a Host header spells them (lower case, IPv6 in
@@ -154,21 +181,30 @@ impl Spelled {
 }
 
 impl HostSet {
-    /// The default for a server bound to `bind` (SPEC §2.3).
-    pub fn default_for(bind: IpAddr) -> HostSet {
+    /// No host at all (what `--allowed-host` adds when not given).
+    pub fn empty() -> HostSet {
+        HostSet::List(Listed::new(Vec::new(), Vec::new(), false))
+    }
+
+    /// The default for a server bound to `bind` (SPEC §2.3): loopback names
+    /// always; the bound address when it is a specific one; on a wildcard
+    /// bind (`0.0.0.0` / `::`) any IP literal and the machine's own names
+    /// (`machine`, see [`machine_names`]) — never an arbitrary DNS name.
+    pub fn default_for(bind: IpAddr, machine: Option<&str>) -> HostSet {
         let bind = bind.to_canonical();
-        if bind.is_unspecified() {
-            return HostSet::Any;
-        }
         let mut exact: Vec<Host> = LOOPBACK_NAMES
             .iter()
             .filter_map(|n| parse_host(n).map(|(h, _)| Host::owned(h)))
             .collect();
-        if !exact.contains(&Host::Ip(bind)) {
-            exact.push(Host::Ip(bind));
+        let any_ip = bind.is_unspecified();
+        if any_ip {
+            for name in machine.map(machine_names).unwrap_or_default() {
+                push_new(&mut exact, Host::Name(name));
+            }
+        } else {
+            push_new(&mut exact, Host::Ip(bind));
         }
-        let spelled = Spelled::of(&exact);
-        HostSet::List(exact, Vec::new(), spelled)
+        HostSet::List(Listed::new(exact, Vec::new(), any_ip))
     }
 
     /// Compile a listed set; it replaces the default entirely (fail closed:
@@ -203,46 +239,112 @@ impl HostSet {
             let msg = format!("{e:?} is not a host name (expected a name like dash.lan, an address, \"*.suffix\" or \"*\"){hint}");
             return Err((i, msg));
         }
-        let spelled = Spelled::of(&exact);
-        Ok(HostSet::List(exact, suffix, spelled))
+        Ok(HostSet::List(Listed::new(exact, suffix, false)))
+    }
+
+    /// `self` and `more` together (`--allowed-host` on top of the policy's
+    /// set or its default).
+    pub fn union(self, more: &HostSet) -> HostSet {
+        match (self, more) {
+            (HostSet::Any, _) | (_, HostSet::Any) => HostSet::Any,
+            (HostSet::List(mut a), HostSet::List(b)) => {
+                for h in &b.exact {
+                    push_new(&mut a.exact, h.clone());
+                }
+                for s in &b.suffix {
+                    if !a.suffix.contains(s) {
+                        a.suffix.push(s.clone());
+                    }
+                }
+                HostSet::List(Listed::new(a.exact, a.suffix, a.any_ip || b.any_ip))
+            }
+        }
     }
 
     /// Whether a request with this Host header (port ignored) is served.
     pub fn allows(&self, host: Option<&str>) -> bool {
         match self {
             HostSet::Any => true,
-            HostSet::List(_, _, spelled) => {
+            HostSet::List(l) => {
                 let host = host.map(str::trim_ascii);
-                host.is_some_and(|h| spelled.has(h)) || self.allows_parsed(host)
+                host.is_some_and(|h| l.spelled.has(h)) || self.allows_parsed(host)
             }
         }
     }
 
     /// [`Self::allows`] without the spelled-out shortcut.
     fn allows_parsed(&self, host: Option<&str>) -> bool {
-        let HostSet::List(exact, suffix, _) = self else {
+        let HostSet::List(l) = self else {
             return true;
         };
         let Some((h, _)) = host.and_then(parse_host) else {
             return false;
         };
-        exact.iter().any(|e| e.is(h))
-            || matches!(h, HostRef::Name(n) if suffix.iter().any(|s| ends_with_ci(n, s)))
+        match h {
+            HostRef::Ip(_) if l.any_ip => true,
+            HostRef::Name(n) if l.suffix.iter().any(|s| ends_with_ci(n, s)) => true,
+            _ => l.exact.iter().any(|e| e.is(h)),
+        }
     }
 
     /// The entries, for `policy explain`.
     pub fn describe(&self) -> String {
         match self {
             HostSet::Any => "any host".to_owned(),
-            HostSet::List(exact, suffix, _) => {
-                let all: Vec<String> = exact
-                    .iter()
-                    .map(Host::to_string)
-                    .chain(suffix.iter().map(|s| format!("*{s}")))
+            HostSet::List(l) => {
+                let all: Vec<String> = l
+                    .any_ip
+                    .then(|| "any IP address".to_owned())
+                    .into_iter()
+                    .chain(l.exact.iter().map(Host::to_string))
+                    .chain(l.suffix.iter().map(|s| format!("*{s}")))
                     .collect();
                 all.join(", ")
             }
         }
+    }
+}
+
+fn push_new(v: &mut Vec<Host>, h: Host) {
+    if !v.contains(&h) {
+        v.push(h);
+    }
+}
+
+/// The names a machine called `name` (its kernel host name) is reached
+/// under: the name, its first label when it has several, and `LABEL.local`
+/// (mDNS). Lower case; nothing for a name that is not a DNS name or is
+/// `localhost` (the loopback names are there anyway).
+pub fn machine_names(name: &str) -> Vec<String> {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !valid_dns(&name) || name.parse::<Ipv4Addr>().is_ok() || name == "localhost" {
+        return Vec::new();
+    }
+    let short = name.split('.').next().unwrap_or(&name).to_owned();
+    let mut out = vec![name.clone()];
+    if short != name {
+        out.push(short.clone());
+    }
+    let local = format!("{short}.local");
+    if !out.contains(&local) {
+        out.push(local);
+    }
+    out
+}
+
+/// The `error` of a `host_not_allowed` refusal: the host refused and how
+/// to allow it. Only a well-formed host (a DNS name or an address) is
+/// echoed, so nothing but `[A-Za-z0-9._:-]` and brackets comes back.
+pub fn refusal(host: Option<&str>) -> String {
+    let Some(h) = host else {
+        return "the request names no host (no Host header); send the name or address you connect to".to_owned();
+    };
+    match parse_host(h.trim_ascii()) {
+        Some((h, _)) => {
+            let h = Host::owned(h);
+            format!("Host '{h}' is not allowed: add it with --allowed-host {h}, DASHGATE_ALLOWED_HOSTS or allowed_hosts in the policy")
+        }
+        None => "the Host header is not a host name (expected a DNS name or an address, with an optional port)".to_owned(),
     }
 }
 
@@ -374,10 +476,11 @@ mod tests {
     #[test]
     fn spelled_shortcut_agrees_with_parsing() {
         let lists = [
-            HostSet::default_for("127.0.0.1".parse().unwrap()),
-            HostSet::default_for("::1".parse().unwrap()),
+            HostSet::default_for("127.0.0.1".parse().unwrap(), None),
+            HostSet::default_for("::1".parse().unwrap(), None),
             HostSet::from_list(&["dash.lan".into(), "10.0.0.7".into(), "[fd00::7]".into()])
                 .unwrap(),
+            HostSet::default_for("0.0.0.0".parse().unwrap(), Some("dash.lan")),
         ];
         for set in &lists {
             for host in [
@@ -414,7 +517,7 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let lo = HostSet::default_for("127.0.0.1".parse().unwrap());
+        let lo = HostSet::default_for("127.0.0.1".parse().unwrap(), None);
         for ok in [
             "localhost",
             "LOCALHOST:9119",
@@ -435,13 +538,135 @@ mod tests {
             assert!(!lo.allows(Some(bad)), "{bad}");
         }
         assert!(!lo.allows(None));
-        let own = HostSet::default_for("192.168.1.2".parse().unwrap());
+        let own = HostSet::default_for("192.168.1.2".parse().unwrap(), None);
         assert!(own.allows(Some("192.168.1.2:9119")) && own.allows(Some("localhost")));
-        assert_eq!(HostSet::default_for("::".parse().unwrap()), HostSet::Any);
         let listed = HostSet::from_list(&["dash.lan".into(), "*.ts.net".into()]).unwrap();
         assert!(listed.allows(Some("dash.lan")) && listed.allows(Some("box.tail1.ts.net")));
         assert!(!listed.allows(Some("ts.net")) && !listed.allows(Some("localhost")));
         assert!(HostSet::from_list(&["dash.lan:80".into()]).is_err());
+    }
+
+    /// The default on each kind of bind (SPEC §2.3), including the names a
+    /// DNS-rebinding page arrives under, which only a listed name admits.
+    #[test]
+    fn default_sets_by_bind() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let loopback = ["localhost", "LOCALHOST:9119", "127.0.0.1:80", "[::1]:9119"];
+        let rebinding = [
+            "evil.example",
+            "evil.example:9119",
+            "rebind.test",
+            "localhost.evil.example",
+            "nas.lan",
+            "127.0.0.1.nip.io",
+            "2130706433",
+        ];
+        // Loopback bind: loopback names only.
+        for bind in ["127.0.0.1", "::1"] {
+            let set = HostSet::default_for(ip(bind), Some("box"));
+            for ok in loopback {
+                assert!(set.allows(Some(ok)), "{bind}: {ok}");
+            }
+            for bad in rebinding
+                .iter()
+                .chain(&["192.168.1.2", "127.0.0.2", "box", "box.local"])
+            {
+                assert!(!set.allows(Some(bad)), "{bind}: {bad}");
+            }
+            assert!(!set.allows(None), "{bind}: no Host");
+        }
+        // A specific address: it, plus loopback names.
+        let own = HostSet::default_for(ip("192.168.1.2"), Some("box"));
+        for ok in loopback.iter().chain(&["192.168.1.2", "192.168.1.2:9119"]) {
+            assert!(own.allows(Some(ok)), "{ok}");
+        }
+        for bad in rebinding.iter().chain(&["192.168.1.3", "box", "[fd00::1]"]) {
+            assert!(!own.allows(Some(bad)), "{bad}");
+        }
+        // Wildcard: any IP literal, loopback names, the machine's names.
+        for bind in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+            let any = HostSet::default_for(ip(bind), Some("Box.example.com"));
+            for ok in loopback.iter().chain(&[
+                "127.0.0.2:8080",
+                "192.168.1.2",
+                "10.0.0.7:9119",
+                "[fd00::7]:9119",
+                "[::ffff:192.168.1.2]",
+                "box.example.com",
+                "BOX:9119",
+                "box.local:9119",
+            ]) {
+                assert!(any.allows(Some(ok)), "{bind}: {ok}");
+            }
+            for bad in rebinding.iter().chain(&[
+                "other.example.com",
+                "example.com",
+                "box.evil.example",
+                "xbox",
+                "fd00::7",
+                "",
+            ]) {
+                assert!(!any.allows(Some(bad)), "{bind}: {bad}");
+            }
+            assert!(!any.allows(None), "{bind}: no Host");
+            assert_ne!(any, HostSet::Any);
+        }
+        // No machine name known: still no DNS name but loopback's.
+        let anon = HostSet::default_for(ip("0.0.0.0"), None);
+        assert!(anon.allows(Some("10.1.2.3")) && !anon.allows(Some("box.local")));
+        assert_eq!(
+            anon.describe(),
+            "any IP address, localhost, 127.0.0.1, [::1]"
+        );
+    }
+
+    #[test]
+    fn the_machine_is_reached_under_its_names() {
+        assert_eq!(machine_names("nas"), ["nas", "nas.local"]);
+        assert_eq!(machine_names("NAS.local\n"), ["nas.local", "nas"]);
+        assert_eq!(
+            machine_names("box.example.com."),
+            ["box.example.com", "box", "box.local"]
+        );
+        for none in ["", "localhost", "(none)", "a b", "10.0.0.7", "-x"] {
+            assert!(machine_names(none).is_empty(), "{none:?}");
+        }
+    }
+
+    /// `--allowed-host` adds to the policy's set or its default.
+    #[test]
+    fn flags_add_to_the_set() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let extra = HostSet::from_list(&["nas.lan".into(), "*.ts.net".into()]).unwrap();
+        let any = HostSet::default_for(ip("0.0.0.0"), None).union(&extra);
+        for ok in [
+            "nas.lan:9119",
+            "mybox.tail1234.ts.net",
+            "10.0.0.7",
+            "localhost",
+        ] {
+            assert!(any.allows(Some(ok)), "{ok}");
+        }
+        assert!(!any.allows(Some("evil.example")) && !any.allows(Some("ts.net")));
+        let lo = HostSet::default_for(ip("127.0.0.1"), None).union(&extra);
+        assert!(lo.allows(Some("nas.lan")) && !lo.allows(Some("10.0.0.7")));
+        let star = HostSet::from_list(&["*".into()]).unwrap();
+        assert_eq!(lo.clone().union(&star), HostSet::Any);
+        assert_eq!(HostSet::Any.union(&extra), HostSet::Any);
+    }
+
+    #[test]
+    fn refusals_name_the_host_and_the_way_to_allow_it() {
+        assert_eq!(
+            refusal(Some("NAS.lan:9119")),
+            "Host 'nas.lan' is not allowed: add it with --allowed-host nas.lan, DASHGATE_ALLOWED_HOSTS or allowed_hosts in the policy"
+        );
+        assert!(refusal(Some("[FD00::7]:80")).starts_with("Host '[fd00::7]' is not allowed"));
+        for odd in [Some("<script>"), Some("a b"), Some("")] {
+            let m = refusal(odd);
+            assert!(!m.contains('<') && m.contains("not a host name"), "{m}");
+        }
+        assert!(refusal(None).contains("no Host header"));
     }
 
     #[test]

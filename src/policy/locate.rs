@@ -13,11 +13,13 @@
 //! quietly replace the first) and a key with no value (`from:` alone would
 //! deserialise to "absent", which matches every address: fail open).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::limits::{check_flow_depth, MAX_DEPTH};
 
 /// One step of a key path: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +89,14 @@ pub(crate) struct Doc {
     root: Option<Node>,
 }
 
-/// A syntax error found while building the tree: (line, col, message).
-pub(crate) type SyntaxError = (usize, usize, String);
+/// Why the tree could not be built.
+#[derive(Debug)]
+pub(crate) enum ParseError {
+    /// A YAML syntax error: line, column, message.
+    Syntax(usize, usize, String),
+    /// A mapping or sequence deeper than [`MAX_DEPTH`]: where it starts.
+    TooDeep(usize, usize),
+}
 
 enum Open {
     Seq(Node, usize),
@@ -103,6 +111,8 @@ struct Builder {
     /// and copying would let a "billion laughs" file exhaust memory.
     anchors: HashMap<usize, bool>,
     root: Option<Node>,
+    /// Where the first collection deeper than [`MAX_DEPTH`] starts.
+    too_deep: Option<(usize, usize)>,
 }
 
 fn pos(m: Marker) -> (usize, usize) {
@@ -169,6 +179,9 @@ impl MarkedEventReceiver for Builder {
                     self.push_node(node);
                 }
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.too_deep = Some((line, col));
+            }
             Event::SequenceStart(anchor, _) => {
                 let node = Node {
                     line,
@@ -224,18 +237,25 @@ impl Builder {
 }
 
 impl Doc {
-    /// Parse `text` into a located tree.
+    /// Parse `text` (its first document) into a located tree, refusing
+    /// nesting deeper than [`MAX_DEPTH`] as soon as it is seen.
     ///
     /// # Errors
-    /// The YAML syntax error with its position.
-    pub fn parse(text: &str) -> Result<Doc, SyntaxError> {
-        let mut builder = Builder::default();
-        let mut parser = Parser::new_from_str(text);
-        parser.load(&mut builder, false).map_err(|e| {
-            let (line, col) = pos(*e.marker());
-            (line, col, e.info().to_owned())
-        })?;
-        Ok(Doc { root: builder.root })
+    /// The YAML syntax error, or where the nesting first got too deep.
+    pub fn parse(text: &str) -> Result<Doc, ParseError> {
+        if let Err(at) = check_flow_depth(text) {
+            // Too deep for sure. The first collection too deep may sit
+            // earlier (block levels count too): the tree of the text up to
+            // here finds it, and its flow levels are few enough to be quick.
+            return Err(match build(&text[..=at]) {
+                Err(e @ ParseError::TooDeep(..)) => e,
+                _ => {
+                    let (line, col) = super::limits::position(text.as_bytes(), at);
+                    ParseError::TooDeep(line, col)
+                }
+            });
+        }
+        build(text).map(|b| Doc { root: b.root })
     }
 
     /// Refuse keys given twice in one mapping and keys without a value.
@@ -290,6 +310,27 @@ impl Doc {
     }
 }
 
+/// Build the tree of the first document of `text`, event by event, and
+/// stop at the first collection deeper than [`MAX_DEPTH`].
+fn build(text: &str) -> Result<Builder, ParseError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let (line, col) = pos(*e.marker());
+            ParseError::Syntax(line, col, e.info().to_owned())
+        })?;
+        let end = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(ev, mark);
+        if let Some((line, col)) = builder.too_deep {
+            return Err(ParseError::TooDeep(line, col));
+        }
+        if end {
+            return Ok(builder);
+        }
+    }
+}
+
 fn check_node(node: &Node, path: &KeyPath) -> Result<(), (KeyPath, usize, usize, String)> {
     match &node.kind {
         Kind::Scalar { .. } => Ok(()),
@@ -300,9 +341,12 @@ fn check_node(node: &Node, path: &KeyPath) -> Result<(), (KeyPath, usize, usize,
             Ok(())
         }
         Kind::Map(entries) => {
-            for (i, (key, text, value)) in entries.iter().enumerate() {
+            // A set, not a scan of the keys before each one: a mapping of
+            // 40,000 networks would cost 800 million comparisons.
+            let mut seen = HashSet::with_capacity(entries.len());
+            for (key, text, value) in entries {
                 let here = path.key(text);
-                if entries[..i].iter().any(|(_, t, _)| t == text) {
+                if !seen.insert(text.as_str()) {
                     let what = match path.0.as_slice() {
                         [Seg::Key(k)] if k == "networks" => "network",
                         _ => "key",

@@ -9,6 +9,7 @@
 //! Submodules:
 //! * `file`        – serde types of the YAML (DSL version 1), strict.
 //! * `locate`      – a marked YAML tree: where each key path sits (line:col).
+//! * `limits`      – the size and depth limits of a file (SPEC §8).
 //! * `compile`     – loading, `extends` merging, validation, errors with file:line:col.
 //! * `rules`       – the compiled rules and `decide` (pre-rule checks, first match).
 //! * `network`     – compiled CIDR sets (merged, sorted, binary-searched).
@@ -172,6 +173,7 @@ mod explain;
 pub mod file;
 mod glob;
 mod host;
+pub mod limits;
 mod locate;
 pub mod network;
 mod presets;
@@ -179,7 +181,8 @@ mod rules;
 
 pub use client_ip::{ClientView, ForwardHeaders};
 pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
-pub use credentials::{hash_password, TokenDigest, DEFAULT_SESSION_TTL};
+pub use credentials::{hash_password, ForwardAuth, TokenDigest, DEFAULT_SESSION_TTL};
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
+pub use host::refusal as host_refusal;
 pub use presets::{preset_text, OWN_PREFIX, PRESETS};

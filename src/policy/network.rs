@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// The built-in network names, in the order documentation lists them.
 pub const BUILTINS: [&str; 5] = ["loopback", "private", "link-local", "cgnat", "any"];
@@ -55,9 +56,16 @@ impl NetSet {
 
     /// Add every address of `other`.
     pub fn extend(&mut self, other: &NetSet) {
+        self.append(other);
+        self.normalize();
+    }
+
+    /// Add `other`'s ranges unmerged: a list of many entries is merged
+    /// once, after its last one (`normalize`), not once per entry, which
+    /// sorted the growing set again for each of 30,000 entries.
+    fn append(&mut self, other: &NetSet) {
         self.v4.extend_from_slice(&other.v4);
         self.v6.extend_from_slice(&other.v6);
-        self.normalize();
     }
 
     fn push_v6(&mut self, lo: u128, hi: u128) {
@@ -206,8 +214,14 @@ pub(crate) struct NetError {
 /// Named networks, resolved on demand with memoisation and cycle detection.
 pub(crate) struct Networks<'a> {
     defs: &'a BTreeMap<String, Vec<String>>,
-    done: HashMap<String, NetSet>,
+    /// Resolved definitions, shared: a network named by many others is
+    /// not copied into each.
+    done: HashMap<String, Arc<NetSet>>,
 }
+
+/// How deep networks may refer to networks: resolving recurses once per
+/// level, and a chain of 40,000 overflowed the stack.
+const MAX_REFERENCE_DEPTH: usize = super::limits::MAX_DEPTH;
 
 impl<'a> Networks<'a> {
     /// Networks defined by `defs` (already merged across `extends`).
@@ -240,24 +254,44 @@ impl<'a> Networks<'a> {
     ///
     /// # Errors
     /// The index of the bad entry and the message.
-    pub fn resolve_list(&mut self, entries: &[String]) -> Result<NetSet, (usize, NetError)> {
+    /// A list of one name shares that network's set: 20,000 rules naming
+    /// one network of 15,000 addresses are not 20,000 copies of it.
+    pub fn resolve_list(&mut self, entries: &[String]) -> Result<Arc<NetSet>, (usize, NetError)> {
         let mut set = NetSet::default();
         for (i, e) in entries.iter().enumerate() {
             let one = self
                 .resolve_entry(e, &mut Vec::new())
                 .map_err(|err| (i, err))?;
-            set.extend(&one);
+            if entries.len() == 1 {
+                return Ok(one);
+            }
+            set.append(&one);
         }
-        Ok(set)
+        set.normalize();
+        Ok(Arc::new(set))
     }
 
-    fn resolve_entry(&mut self, entry: &str, stack: &mut Vec<String>) -> Result<NetSet, NetError> {
+    /// Resolve the definition `name` (to check it) without copying its set.
+    ///
+    /// # Errors
+    /// The first bad entry, as [`Self::resolve_list`] reports it.
+    pub fn check(&mut self, name: &str) -> Result<(), NetError> {
+        self.resolve_entry(name, &mut Vec::new()).map(drop)
+    }
+
+    fn resolve_entry(
+        &mut self,
+        entry: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<Arc<NetSet>, NetError> {
         let entry = entry.trim();
         if looks_like_address(entry) {
-            return parse_cidr(entry).map_err(|message| NetError { at: None, message });
+            return parse_cidr(entry)
+                .map(Arc::new)
+                .map_err(|message| NetError { at: None, message });
         }
         if let Some(set) = builtin(entry) {
-            return Ok(set);
+            return Ok(Arc::new(set));
         }
         if let Some(set) = self.done.get(entry) {
             return Ok(set.clone());
@@ -277,8 +311,19 @@ impl<'a> Networks<'a> {
                 message,
             });
         }
+        if stack.len() >= MAX_REFERENCE_DEPTH {
+            let message = format!(
+                "networks refer to networks more than {MAX_REFERENCE_DEPTH} levels deep \
+                 (list the addresses, or fewer levels)"
+            );
+            return Err(NetError {
+                at: Some((stack[stack.len() - 1].clone(), None)),
+                message,
+            });
+        }
         stack.push(entry.to_owned());
         let mut set = NetSet::default();
+        let mut only = None;
         for (i, e) in entries.iter().enumerate() {
             let one = self.resolve_entry(e, stack).map_err(|err| match err.at {
                 Some(_) => err,
@@ -287,9 +332,17 @@ impl<'a> Networks<'a> {
                     message: err.message,
                 },
             })?;
-            set.extend(&one);
+            if entries.len() == 1 {
+                only = Some(one);
+            } else {
+                set.append(&one);
+            }
         }
         stack.pop();
+        let set = only.unwrap_or_else(|| {
+            set.normalize();
+            Arc::new(set)
+        });
         self.done.insert(entry.to_owned(), set.clone());
         Ok(set)
     }

@@ -16,14 +16,18 @@ use super::locate::KeyPath;
 use super::network::{NetSet, Networks};
 use super::{Action, Credential, Decision, Facts, Principal, Reason, Transport};
 
+/// A `from` / `not_from` field: the compiled set (shared with the network
+/// it names, when it names one) and the entries as written.
+pub(crate) type FromNets = (Arc<NetSet>, Vec<String>);
+
 /// A compiled rule. Each field keeps its source entries for `explain`.
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub name: Arc<str>,
     /// `file` or `preset:NAME`: where the rule was written.
     pub origin: Arc<str>,
-    pub from: Option<(NetSet, Vec<String>)>,
-    pub not_from: Option<(NetSet, Vec<String>)>,
+    pub from: Option<FromNets>,
+    pub not_from: Option<FromNets>,
     pub paths: Option<(Vec<PathGlob>, Vec<String>)>,
     pub methods: Option<(u16, Vec<String>)>,
     pub transport: Option<Transport>,
@@ -64,7 +68,7 @@ pub(crate) fn compile_rule(
         None => format!("rule {number}").into(),
     };
     let mut nets_of =
-        |key: &str, list: &Option<Vec<String>>| -> Result<Option<(NetSet, Vec<String>)>, Located> {
+        |key: &str, list: &Option<Vec<String>>| -> Result<Option<FromNets>, Located> {
             let here = path.key(key);
             let Some(list) = non_empty(list, &here, "network")? else {
                 return Ok(None);

@@ -17,7 +17,7 @@ use http::HeaderMap;
 
 use crate::auth::sessions::COOKIE as SESSION_COOKIE;
 use crate::gate::{Access, Presented};
-use crate::policy::{Principal, TokenDigest};
+use crate::policy::{ForwardAuth, Principal, TokenDigest};
 
 use super::Upstream;
 
@@ -144,24 +144,30 @@ fn origin_checked(method: &http::Method, ws: bool) -> bool {
 /// The headers of the request sent to the upstream. `ws`: a WebSocket
 /// handshake (its `Upgrade`, `Connection` and key are set; extensions such
 /// as permessage-deflate are dropped, as each hop frames its own messages).
-/// `forward_auth`: the policy's forward-auth user header, never passed on.
+/// `forward_auth`: the policy's forward auth, whose user header and shared
+/// secret header are never passed on (the secret is between the proxy in
+/// front and dashgate only).
 pub fn outbound(
     inbound: &HeaderMap,
     method: &http::Method,
     access: &Access,
     up: &Upstream,
     ws: bool,
-    forward_auth: Option<&str>,
+    forward_auth: Option<&ForwardAuth>,
 ) -> HeaderMap {
     let named = connection_named(inbound);
-    let forward_auth = forward_auth.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok());
+    let forward_auth: Vec<HeaderName> = forward_auth
+        .into_iter()
+        .flat_map(|fa| [&fa.user_header, &fa.secret_header])
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
     let mut out = HeaderMap::with_capacity(inbound.len() + 6);
     for (name, value) in inbound {
         if is_hop(name, &named)
             || is_ours(name)
             || *name == COOKIE
             || *name == ORIGIN
-            || forward_auth.as_ref() == Some(name)
+            || forward_auth.contains(name)
             || (*name == AUTHORIZATION && is_dashgate_bearer(value, access))
         {
             continue;

@@ -251,7 +251,7 @@ async fn forward(
         Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
     };
     let live = state.policy();
-    let fa = live.compiled.forward_auth_header();
+    let fa = live.compiled.forward_auth();
     let headers = headers::outbound(inbound, &method, access, up, false, fa);
     drop(live);
     let mut req = http::Request::new(body);

@@ -103,7 +103,7 @@ pub async fn relay(
         Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
     };
     let live = state.policy();
-    let fa = live.compiled.forward_auth_header();
+    let fa = live.compiled.forward_auth();
     let out = headers::outbound(&inbound, &Method::GET, &access, &up, true, fa);
     drop(live);
     let body: OutBody = Empty::new().map_err(|e| match e {}).boxed_unsync();

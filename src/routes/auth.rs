@@ -1,5 +1,6 @@
 //! Sign-in: `POST /api/login`, `POST /api/logout`, and the `?token=` page
-//! visit that trades a token in the address bar for a session cookie.
+//! visit that trades a token in the address bar for a session cookie; and
+//! the end of sessions whose credential a reload removed or changed.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
@@ -9,9 +10,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
-use crate::auth::sessions::{clear_cookie, set_cookie};
+use crate::auth::sessions::{clear_cookie, set_cookie, Ending, Holder, Opener};
 use crate::gate::{query_param, resolve, Access, Presented};
-use crate::policy::{Credential, Reason, TokenDigest};
+use crate::policy::{CompiledPolicy, Credential, Principal, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
 use crate::server::conns::Close;
 use crate::state::{with_state, AppState};
@@ -98,20 +99,25 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
         audit_login(&state, &access, None, "too_many_failures");
         return denied_reply(&d);
     }
-    let principal = match (&req.token, &req.username, &req.password) {
+    let signed_in = match (&req.token, &req.username, &req.password) {
         (Some(t), None, None) => {
-            match resolve(&state, policy, &Presented::Token(TokenDigest::of(t))) {
-                Credential::Valid(p) => Some(p),
+            let digest = TokenDigest::of(t);
+            match resolve(&state, policy, &Presented::Token(digest)) {
+                Credential::Valid(p) => Some((p, Opener::Token(digest))),
                 _ => None,
             }
         }
         (None, Some(u), Some(p)) => {
             let (u, p, live) = (u.clone(), p.clone(), live.clone());
             // argon2 is deliberately slow: keep it off the async workers.
-            tokio::task::spawn_blocking(move || live.compiled.verify_password(&u, &p))
-                .await
-                .ok()
-                .flatten()
+            tokio::task::spawn_blocking(move || {
+                let principal = live.compiled.verify_password(&u, &p)?;
+                let phc = live.compiled.password_hash(&u)?;
+                Some((principal, Opener::password(&u, phc)))
+            })
+            .await
+            .ok()
+            .flatten()
         }
         _ => {
             state.limiter.forgive(client);
@@ -120,14 +126,16 @@ async fn do_login(state: AppState, access: Access, ctype: Option<String>, body: 
                 .into_response();
         }
     };
-    let Some(principal) = principal else {
+    // A reload may have removed the credential since it was checked; only
+    // a principal a cookie may hold signs in (never a chat child's internal
+    // one, which `resolve` does not yield anyway).
+    let session = signed_in.and_then(|(p, opener)| Some((start_session(&state, &p, opener)?, p)));
+    let Some(((id, ttl), principal)) = session else {
         audit_login(&state, &access, req.username.as_deref(), "bad_credential");
         return denied_reply(&Denied::new(Reason::BadCredential, None));
     };
     state.limiter.forgive(client);
     audit_login(&state, &access, req.username.as_deref(), "ok");
-    let ttl = policy.session_ttl();
-    let id = state.sessions.create(principal.clone(), ttl);
     let cookie = set_cookie(&id, ttl, is_https(&access));
     let next = safe_next(req.next.as_deref());
     let mut r = if form {
@@ -202,12 +210,83 @@ pub fn expire_sockets(state: &AppState) -> usize {
     })
 }
 
-/// The reply to a `?token=` page visit: a session cookie and a 303 to the
-/// same address without the token.
-pub fn token_visit(state: &AppState, access: &Access) -> Response {
-    let principal = access.principal.clone();
+/// Whether `opener` still signs in as `principal` under `policy`: the token
+/// resolves to the same principal (the startup token while
+/// `startup_token` is on; a named token while its name has that hash), or
+/// the user is listed with the same password hash.
+pub fn opener_holds(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    principal: &Principal,
+    opener: &Opener,
+) -> bool {
+    match opener {
+        Opener::Token(t) => {
+            resolve(state, policy, &Presented::Token(*t)) == Credential::Valid(principal.clone())
+        }
+        Opener::Password { user, .. } => {
+            matches!(principal, Principal::User { name } if name == user)
+                && policy
+                    .password_hash(user)
+                    .is_some_and(|phc| Opener::password(user, phc) == *opener)
+        }
+    }
+}
+
+/// Start a sign-in session for `principal`, opened with `opener`: its
+/// cookie value and lifetime, or `None` when a reload took the credential
+/// away meanwhile. The session is checked against the policy in force
+/// after it is stored, so a reload either came before that check or sees
+/// the session in its own [`end_stale_sessions`].
+/// A principal no cookie may hold ([`Holder`]) gets none.
+fn start_session(
+    state: &AppState,
+    principal: &Principal,
+    opener: Opener,
+) -> Option<(String, std::time::Duration)> {
+    let holder = Holder::new(principal.clone())?;
     let ttl = state.policy().compiled.session_ttl();
-    let id = state.sessions.create(principal, ttl);
+    let id = state.sessions.create(holder, opener, ttl);
+    let live = state.policy();
+    let policy = &live.compiled;
+    let ok = state.sessions.confirm(&id, policy.session_ttl(), |p, o| {
+        opener_holds(state, policy, p, o)
+    });
+    ok.then(|| (id, ttl.min(policy.session_ttl())))
+}
+
+/// After a reload to `policy`: end every session whose credential it
+/// removed or changed, or that is older than its `session_ttl`, and close
+/// their WebSockets with 4401. Returns how many sessions ended and how many
+/// sockets closed.
+pub fn end_stale_sessions(state: &AppState, policy: &CompiledPolicy) -> (usize, usize) {
+    let ended = state.sessions.end_stale(policy.session_ttl(), |p, o| {
+        opener_holds(state, policy, p, o)
+    });
+    if ended.is_empty() {
+        return (0, 0);
+    }
+    let closed = state.conns.recheck(|a| match a.presented() {
+        Presented::Cookie(c) => ended.why(c).map(|why| match why {
+            Ending::Revoked => Close::new(4401, "credential revoked"),
+            Ending::Expired => Close::new(4401, "session expired"),
+        }),
+        _ => None,
+    });
+    (ended.len(), closed)
+}
+
+/// The reply to a `?token=` page visit: a session cookie and a 303 to the
+/// same address without the token. A principal no cookie may hold (the
+/// gate never admits one to a visit) is refused as a bad credential.
+pub fn token_visit(state: &AppState, access: &Access) -> Response {
+    let session = match access.presented() {
+        Presented::Token(t) => start_session(state, &access.principal, Opener::Token(*t)),
+        _ => None,
+    };
+    let Some((id, ttl)) = session else {
+        return denied_reply(&Denied::new(Reason::BadCredential, None));
+    };
     let rest: Vec<&str> = access
         .query()
         .split('&')

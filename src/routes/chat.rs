@@ -147,11 +147,35 @@ pub fn terminal(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = R
 }
 
 /// A control message from the client (text frame).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum ControlMsg {
+pub enum ControlMsg {
+    /// The terminal's new size, each of cols and rows in 1..=1000.
     Resize { cols: u16, rows: u16 },
+    /// Keystrokes, as text.
     Input { data: String },
+}
+
+/// Parse one client text frame as [`read_input`] does: a [`ControlMsg`]
+/// with a size in range, or the close (1007) the socket answers it with.
+/// Public for the fuzz target `chat_control` (`fuzz/`) and its replay test;
+/// the socket's input half is its only other caller.
+///
+/// # Errors
+/// The close frame for a frame that is no control message, or a resize out
+/// of range.
+pub fn control_message(frame: &[u8]) -> Result<ControlMsg, Close> {
+    match serde_json::from_slice::<ControlMsg>(frame) {
+        Ok(ControlMsg::Resize { cols, rows }) if crate::chat::check_size(cols, rows).is_err() => {
+            Err(bad_resize())
+        }
+        Ok(msg) => Ok(msg),
+        Err(e) => Err(Close::new(1007, format!("bad control message: {e}"))),
+    }
+}
+
+fn bad_resize() -> Close {
+    Close::new(1007, "cols and rows are 1..=1000")
 }
 
 async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuard) {
@@ -274,20 +298,17 @@ async fn read_input(
         let result = if msg.is_binary() {
             session.write(msg.as_bytes()).await
         } else if msg.is_text() {
-            match serde_json::from_slice::<ControlMsg>(msg.as_bytes()) {
+            match control_message(msg.as_bytes()) {
                 Ok(ControlMsg::Input { data }) => session.write(data.as_bytes()).await,
                 Ok(ControlMsg::Resize { cols, rows }) => match session.resize(cols, rows) {
                     Err(ChatError::BadSize { .. }) => {
-                        let _ = violation
-                            .send(Close::new(1007, "cols and rows are 1..=1000"))
-                            .await;
+                        let _ = violation.send(bad_resize()).await;
                         return;
                     }
                     other => other,
                 },
-                Err(e) => {
-                    let reason = format!("bad control message: {e}");
-                    let _ = violation.send(Close::new(1007, reason)).await;
+                Err(close) => {
+                    let _ = violation.send(close).await;
                     return;
                 }
             }

@@ -7,6 +7,7 @@
 //! 1001 before the HTTP side drains.
 
 pub mod conns;
+pub mod limits;
 pub mod reload;
 pub(crate) mod signals;
 pub mod ws;
@@ -15,46 +16,40 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 
 use crate::gate::{Head, Intake};
 use crate::metrics::route_index;
 use crate::routes::routes;
 use crate::server::conns::Close;
+use crate::server::limits::{Activity, Body, Limits, PerClient, Reply};
 use crate::state::AppState;
 
 /// How long shutdown waits for WebSockets to say goodbye and HTTP requests to
 /// finish before it stops waiting (SPEC: exit within 2 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1200);
 
-/// How long a connection may take to send a request head: the first one
-/// after it is accepted (whatever the protocol), and each next one on an
-/// HTTP/1 keep-alive connection. Connections are bounded by a semaphore, so
-/// without this a peer opening `max_connections` silent sockets — whatever
-/// the policy thinks of it, as nothing reaches the gate — stops the server
-/// for everyone. An upgraded WebSocket has left the connection: not bound.
-pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serve `state` on `listener` until `shutdown` resolves, then close every
 /// WebSocket with 1001, end chat children and drain HTTP connections.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
-    max_connections: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let gated = Gated::new(state, warp::service(routes(state)));
     let handler = move |peer, req| gated.call(peer, req);
-    serve(listener, state, handler, max_connections, shutdown).await;
+    serve(listener, state, handler, limits, shutdown).await;
 }
 
 /// One connection's handler for [`run`]: has the gate decide each request
@@ -86,6 +81,9 @@ where
         let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
+        // A stalled body is answered 408 by `serve`, whatever the route
+        // made of the failed read: count what the client sees.
+        let stalled = req.body().stalled().cloned();
         // Not boxed: the tree boxes its less used routes (`routes::tree`),
         // so its future is small enough to move.
         // Upstream mode: a proxied reply's streamed body put in place.
@@ -95,7 +93,11 @@ where
             .map(|r| r.map(crate::proxy::with_streamed_body));
         intake.serve(answer, move |answer| {
             if let Ok(res) = answer {
-                state.metrics.request(route, res.status().as_u16());
+                let status = match stalled {
+                    Some(s) if s.load(Ordering::Relaxed) => 408,
+                    _ => res.status().as_u16(),
+                };
+                state.metrics.request(route, status);
             }
         })
     }
@@ -134,8 +136,8 @@ impl<S> PerConnection<S> {
     }
 }
 
-/// A request as hyper hands it over.
-pub type Request = http::Request<hyper::body::Incoming>;
+/// A request as hyper hands it over, its body bound by the request timeout.
+pub type Request = http::Request<Body>;
 
 /// The accept loop of [`run`] over any handler of (TCP peer, request).
 /// Public so the gate-overhead benchmark (`benches/load`) can mount a
@@ -145,22 +147,25 @@ pub async fn serve<H, F, B>(
     listener: TcpListener,
     state: AppState,
     handler: H,
-    max_connections: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) where
     H: Fn(SocketAddr, Request) -> F + Clone + Send + 'static,
     F: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let idle = limits.request_timeout;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+        .header_read_timeout(idle);
+    // Every connection task holds a receiver; shutdown sends `true` and
+    // waits (bounded) for all of them to be dropped.
+    let (stop, stopped) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_client = PerClient::new(limits.max_connections_per_client);
     let housekeeping = tokio::spawn(housekeeping(state));
     tokio::pin!(shutdown);
     loop {
@@ -179,34 +184,86 @@ pub async fn serve<H, F, B>(
                 }
             },
         };
+        // One address holds at most so many connections; one more is
+        // closed here, before it costs a task or a byte of parsing. A
+        // trusted proxy carries many clients, so it is not counted.
+        let ip = peer.ip().to_canonical();
+        let slot = if state.policy().compiled.is_trusted_proxy(ip) {
+            None
+        } else {
+            match per_client.admit(ip) {
+                Some(slot) => Some(slot),
+                None => continue,
+            }
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let spoke = Arc::new(AtomicBool::new(false));
-        let spoke_here = spoke.clone();
-        let service = hyper::service::service_fn(move |req| {
-            spoke_here.store(true, Ordering::Relaxed);
-            handler(peer, req)
-        });
+        let activity = Activity::new();
+        let here = activity.clone();
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let version = req.version();
+                let open = here.open();
+                let req = req.map(|b| Body::new(b, idle));
+                let stalled = req.body().stalled().cloned();
+                handler(peer, req).map(move |answer| {
+                    answer.map(|res| Reply::new(res, stalled.as_deref(), version, open))
+                })
+            });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let conn = graceful.watch(conn);
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             tokio::pin!(conn);
-            tokio::select! {
-                _ = &mut conn => {}
-                () = tokio::time::sleep(REQUEST_HEAD_TIMEOUT) => {
-                    // No first request in time (a silent socket, a bare
-                    // HTTP/2 preface): drop it, and with it its permit.
-                    if spoke.load(Ordering::Relaxed) {
-                        let _ = conn.await;
+            let mut stopping = false;
+            // When an idle connection was told to go: it is dropped if
+            // still there one more idle time later (a peer that never
+            // reads cannot hold it open by not taking the goodbye).
+            let mut goodbye: Option<Instant> = None;
+            loop {
+                let wake = goodbye
+                    .or_else(|| activity.idle_deadline(idle))
+                    .unwrap_or_else(|| Instant::now() + idle);
+                tokio::select! {
+                    _ = &mut conn => break,
+                    _ = stopped.changed(), if !stopping => {
+                        stopping = true;
+                        if goodbye.is_none() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                    () = tokio::time::sleep_until(wake) => {
+                        if goodbye.is_some() {
+                            break;
+                        }
+                        let idle_now = activity
+                            .idle_deadline(idle)
+                            .is_some_and(|d| d <= Instant::now());
+                        if idle_now && !activity.spoke() {
+                            // No first request in time (a silent socket,
+                            // a bare HTTP/2 preface): drop it.
+                            break;
+                        }
+                        // No open request for the idle time, or a body
+                        // that stalled: an HTTP/2 connection gets GOAWAY
+                        // (its open streams may finish), an idle HTTP/1
+                        // keep-alive one is closed.
+                        if idle_now || activity.stalled() {
+                            if !stopping {
+                                conn.as_mut().graceful_shutdown();
+                            }
+                            goodbye = Some(Instant::now() + idle);
+                        }
                     }
                 }
             }
+            drop(slot);
             drop(permit);
         });
     }
     drop(listener);
+    drop(stopped);
     housekeeping.abort();
     tracing::info!("shutting down");
     state
@@ -222,7 +279,8 @@ pub async fn serve<H, F, B>(
         }
     };
     let _ = tokio::join!(children, sockets);
-    let _ = tokio::time::timeout_at(deadline, graceful.shutdown()).await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout_at(deadline, stop.closed()).await;
 }
 
 /// How often expired sign-in sessions are swept and their sockets closed.

@@ -4,22 +4,91 @@
 //! file leaves the old policy serving, is logged with its line and column and
 //! announced as `policy.reload_failed`. After a successful swap every open
 //! WebSocket is decided again with the facts of its upgrade and closed with
-//! 4403 (reason: the rule) if the new policy refuses it.
+//! 4403 (reason: the rule) if the new policy refuses it; before that, the
+//! sign-in sessions whose credential the new policy removed or changed (or
+//! that are older than its `session_ttl`) end, and their sockets close with
+//! 4401.
+//!
+//! Reading and compiling run on tokio's blocking pool, never on the
+//! workers that serve requests (SPEC §8): a file of a megabyte takes a
+//! while to compile, and the server answers meanwhile. One reload runs at a
+//! time, so two triggers at once cannot swap in the older file last.
+
+use sha2::{Digest, Sha256};
 
 use crate::cli::serve::load_policy;
 use crate::gate::redecide;
+use crate::policy::CompiledPolicy;
 use crate::server::conns::Close;
-use crate::state::AppState;
+use crate::state::{AppState, PolicySource};
+
+/// Taken for the whole of a reload. It holds what the last reload read
+/// (SHA-256 of the file's bytes, or of the error that reading it gave): the
+/// same content seen again by the watcher is no change, so a broken file is
+/// reported once, however often something touches it.
+static ONE_AT_A_TIME: tokio::sync::Mutex<Option<[u8; 32]>> = tokio::sync::Mutex::const_new(None);
 
 /// Reload from the policy's source; `why` names the trigger for the log.
 /// Returns whether the new policy is in force.
-pub fn reload(state: &AppState, why: &str) -> bool {
-    let source = &state.config.policy_source;
-    match load_policy(
-        source,
-        state.config.bind.ip(),
-        state.config.upstream.is_some(),
-    ) {
+pub async fn reload(state: &AppState, why: &str) -> bool {
+    run(state, why, true).await
+}
+
+/// What reading the source gave.
+enum Read {
+    /// The same bytes as the last reload read, or as the policy in force.
+    Unchanged,
+    Loaded(Result<Box<CompiledPolicy>, String>),
+}
+
+/// Read and compile the source on tokio's blocking pool; unless `always`,
+/// stop before compiling content that was seen already.
+async fn run(state: &AppState, why: &str, always: bool) -> bool {
+    let mut last = ONE_AT_A_TIME.lock().await;
+    let source = state.config.policy_source.clone();
+    let ctx = state.config.policy_context.clone();
+    let in_force = state.policy().compiled.summary().sha256;
+    let before = *last;
+    tracing::debug!(trigger = why, "reading the policy");
+    let task = tokio::task::spawn_blocking(move || {
+        let PolicySource::File(path) = &source else {
+            return (Read::Loaded(load_policy(&source, &ctx).map(Box::new)), None);
+        };
+        let (bytes, seen) = match CompiledPolicy::read_file(path) {
+            Ok(b) => {
+                let seen: [u8; 32] = Sha256::digest(&b).into();
+                (Ok(b), seen)
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let seen: [u8; 32] = Sha256::digest(e.as_bytes()).into();
+                (Err(e), seen)
+            }
+        };
+        if !always && (before == Some(seen) || hex::encode(seen) == in_force) {
+            return (Read::Unchanged, Some(seen));
+        }
+        let name = path.display().to_string();
+        let loaded = bytes
+            .and_then(|b| CompiledPolicy::from_bytes(&b, &name, &ctx).map_err(|e| e.to_string()));
+        (Read::Loaded(loaded.map(Box::new)), Some(seen))
+    });
+    let (read, seen) = task.await.unwrap_or_else(|e| {
+        let e = format!("the policy loader stopped: {e}");
+        (Read::Loaded(Err(e)), None)
+    });
+    if seen.is_some() {
+        *last = seen;
+    }
+    match read {
+        Read::Unchanged => false,
+        Read::Loaded(loaded) => apply(state, why, loaded.map(|p| *p)),
+    }
+}
+
+/// Put a loaded policy in force, or report why it was not.
+fn apply(state: &AppState, why: &str, loaded: Result<CompiledPolicy, String>) -> bool {
+    match loaded {
         Err(e) => {
             state.metrics.reload_failures.inc();
             tracing::error!(trigger = why, error = %e, "policy reload failed; the old policy stays in force");
@@ -34,7 +103,9 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             state.swap_policy(policy);
             state.metrics.reloads.inc();
             let live = state.policy();
-            let closed = state.conns.recheck(|access| {
+            let (sessions_ended, signed_out) =
+                crate::routes::auth::end_stale_sessions(state, &live.compiled);
+            let refused = state.conns.recheck(|access| {
                 let d = redecide(state, &live.compiled, access);
                 match d.verdict {
                     Ok(_) => None,
@@ -44,7 +115,8 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                     }
                 }
             });
-            tracing::info!(trigger = why, source = %summary.source, rules = summary.rules, sockets_closed = closed, "policy reloaded");
+            let closed = signed_out + refused;
+            tracing::info!(trigger = why, source = %summary.source, rules = summary.rules, sockets_closed = closed, sessions_ended, "policy reloaded");
             state.hub.server_event(
                 "policy.reloaded",
                 serde_json::json!({
@@ -52,6 +124,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                     "rules": summary.rules,
                     "sha256": summary.sha256,
                     "sockets_closed": closed,
+                    "sessions_ended": sessions_ended,
                     "trigger": why,
                 }),
             );
@@ -66,11 +139,12 @@ pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(150);
 
 /// Watch the policy file (when the policy came from one) and reload when its
 /// content changes. The folder is watched, not the file, so an editor that
-/// replaces the file by renaming a new one over it is seen too. The returned
-/// watcher must be kept alive.
+/// replaces the file by renaming a new one over it is seen too. Reads of the
+/// file (access events) are no change: the reload's own read of a broken
+/// file used to wake the watcher again, and report it again, forever. The
+/// returned watcher must be kept alive.
 pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    use sha2::{Digest, Sha256};
 
     let crate::state::PolicySource::File(path) = &state.config.policy_source else {
         return None;
@@ -82,10 +156,11 @@ pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
+            if !matches!(ev.kind, notify::EventKind::Access(_))
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == Some(name.as_os_str()))
             {
                 let _ = tx.try_send(());
             }
@@ -102,14 +177,7 @@ pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            // Skip no-op writes (same bytes as the policy in force).
-            if let Ok(text) = std::fs::read(&path) {
-                let sha = hex::encode(Sha256::digest(&text));
-                if sha == state.policy().compiled.summary().sha256 {
-                    continue;
-                }
-            }
-            reload(&state, "file changed");
+            run(&state, "file changed", false).await;
         }
     });
     Some(watcher)

@@ -9,7 +9,7 @@ pub fn install(state: AppState) -> impl std::future::Future<Output = ()> + Send 
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            crate::server::reload::reload(&state, "SIGHUP");
+            crate::server::reload::reload(&state, "SIGHUP").await;
         }
     });
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -14,19 +14,13 @@ pub fn compile(yaml: &str) -> CompiledPolicy {
 
 /// Compile `yaml` for a server bound to `bind`.
 pub fn compile_bound(yaml: &str, bind: &str) -> CompiledPolicy {
-    let ctx = LoadContext {
-        bind: bind.parse().unwrap(),
-        upstream: false,
-    };
+    let ctx = LoadContext::new(bind.parse().unwrap());
     CompiledPolicy::from_str(yaml, "test.yaml", &ctx).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
 /// A preset for a server bound to 127.0.0.1.
 pub fn preset(name: &str) -> CompiledPolicy {
-    let ctx = LoadContext {
-        bind: "127.0.0.1".parse().unwrap(),
-        upstream: false,
-    };
+    let ctx = LoadContext::new("127.0.0.1".parse().unwrap());
     CompiledPolicy::preset(name, &ctx).unwrap()
 }
 

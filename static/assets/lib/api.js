@@ -51,8 +51,15 @@ const REASONS = {
   too_many_sessions: 'the server runs as many chat sessions as it allows',
 };
 
+/**
+ * Reasons whose message from the server says more than a sentence here can:
+ * a refused Host names the host and how to allow it (--allowed-host …).
+ */
+const SERVER_WORDS = new Set(['host_not_allowed']);
+
 /** A sentence for a reason code (falls back to the server's own message). */
 export function reasonText(reason, fallback) {
+  if (SERVER_WORDS.has(reason) && fallback) return fallback;
   return REASONS[reason] || fallback || reason || 'refused';
 }
 
@@ -71,9 +78,17 @@ const CLOSE_CODES = {
   4403: 'the policy no longer allows this connection',
 };
 
-/** A sentence for a WebSocket close code. */
-export function closeText(code) {
-  return CLOSE_CODES[code] || 'closed';
+/** Close reasons that say more than their code (the server's exact words). */
+const CLOSE_REASONS = {
+  4401: {
+    'credential revoked': 'your sign-in ended because the token or password it was made with '
+      + 'was removed or changed in the server’s policy; sign in again with a current one',
+  },
+};
+
+/** A sentence for a WebSocket close code (and its reason, where it tells more). */
+export function closeText(code, reason) {
+  return CLOSE_REASONS[code]?.[reason] || CLOSE_CODES[code] || 'closed';
 }
 
 /**

@@ -131,6 +131,7 @@ export class LiveSocket {
     let html;
     let retry = true;
     let signIn = false;
+    let signInLabel = 'Sign in';
     let level = 'warn';
     let delay = backoff(this.failures);
 
@@ -139,8 +140,9 @@ export class LiveSocket {
       level = own.explain.level || 'error';
     } else if (opened && code !== 1006) {
       // The server closed an open socket and said why.
-      html = `${label} closed by the server: <code>${code}</code>${reason ? ` <code>${esc(reason)}</code>` : ''} (${esc(closeText(code))})`;
-      if (code === 4401) { retry = false; signIn = true; }
+      html = `${label} closed by the server: <code>${code}</code>${reason ? ` <code>${esc(reason)}</code>` : ''} (${esc(closeText(code, reason))})`;
+      // The sign-in ended (expired, signed out, or its credential revoked).
+      if (code === 4401) { retry = false; signIn = true; signInLabel = 'Sign in again'; }
       if (code === 4401 || code === 4403 || code === 1008) level = 'error';
       if (code === 1013) delay = 250;
     } else {
@@ -164,7 +166,7 @@ export class LiveSocket {
 
     const actions = [];
     if (signIn) dispatchEvent(new CustomEvent('dashgate:signed-out'));
-    if (signIn) actions.push({ label: 'Sign in', href: loginHref() });
+    if (signIn) actions.push({ label: signInLabel, href: loginHref() });
     if (retry) {
       const at = Date.now() + delay;
       html += `. Retrying in <span class="countdown">${Math.ceil(delay / 1000)}</span> s.`;

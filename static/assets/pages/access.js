@@ -78,7 +78,7 @@ async function load() {
     ['Startup token', c.startup_token === false ? 'disabled' : 'accepted'],
     ['Tokens', names(c.tokens)],
     ['Users', names(c.users)],
-    ['Forward auth', c.forward_auth ? `header <code>${esc(c.forward_auth.user_header)}</code> from trusted proxies` : '<span class="muted">off</span>'],
+    ['Forward auth', c.forward_auth ? `header <code>${esc(c.forward_auth.user_header)}</code> from trusted proxies sending the secret in <code>${esc(c.forward_auth.secret_header)}</code>` : '<span class="muted">off</span>'],
     ['Sign-in lasts', esc(c.session_ttl || '12h')],
     ['Failed sign-ins', policy.limits && policy.limits.auth_failures_per_minute != null
       ? `${esc(policy.limits.auth_failures_per_minute)} a minute per address, then 429` : undefined],
