@@ -75,6 +75,7 @@ async fn serve() -> SocketAddr {
         auth_window: Duration::from_secs(60),
         max_sockets: 100,
         chat: ChatConfig::new(vec!["/bin/sh".into()]),
+        upstream: None,
     };
     let state = State::new(config, policy);
     tokio::spawn(dashgate::server::run(

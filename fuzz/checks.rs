@@ -159,6 +159,7 @@ fn gate_states() -> &'static [AppState; 4] {
                     auth_window: Duration::from_secs(60),
                     max_sockets: 16,
                     chat: ChatConfig::new(vec!["/bin/true".into()]),
+                    upstream: None,
                 },
                 policy,
             )

@@ -11,6 +11,8 @@
 //!   open WebSockets and their re-checks, signals and policy reloads.
 //! * [`auth`]    – sign-in sessions behind the cookie, the failure limiter.
 //! * [`chat`]    – PTY sessions behind `/api/ws`.
+//! * [`proxy`]   – upstream mode: the request proxied behind the same gate,
+//!   WebSockets relayed frame by frame.
 //! * [`cli`]     – the command line: arguments, `serve`, the policy subcommands.
 //!
 //! And the small things every part uses, at the root: [`events`] (the
@@ -24,6 +26,7 @@ pub mod events;
 pub mod gate;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod reject;
 pub mod routes;
 pub mod server;

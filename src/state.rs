@@ -60,7 +60,8 @@ pub struct Config {
     pub static_dir: PathBuf,
     pub policy_source: PolicySource,
     /// What the policy is compiled against (bind address, machine name,
-    /// `--allowed-host`), kept so a reload compiles the same way.
+    /// `--allowed-host`, upstream mode), kept so a reload compiles the same
+    /// way (in upstream mode, the presets' paths stay under `/.dashgate`).
     pub policy_context: LoadContext,
     pub startup_token: Option<StartupToken>,
     /// Length of the failed-credential window (a minute; shorter in tests).
@@ -70,6 +71,20 @@ pub struct Config {
     /// Chat sessions: command, limits. `events_url` is filled in from
     /// `bind` by [`State::new`] when left `None`.
     pub chat: ChatConfig,
+    /// Upstream mode (SPEC §6): the dashboard every path but
+    /// `/.dashgate/...` is proxied to. `None`: dashgate serves its own.
+    pub upstream: Option<Arc<crate::proxy::Upstream>>,
+}
+
+impl Config {
+    /// The path of one of dashgate's own routes as a client requests it:
+    /// under `/.dashgate` in upstream mode.
+    pub fn own_route(&self, path: &str) -> String {
+        match self.upstream {
+            Some(_) => format!("{}{path}", crate::policy::OWN_PREFIX),
+            None => path.to_string(),
+        }
+    }
 }
 
 /// A compiled policy and when it took effect.
@@ -129,7 +144,7 @@ impl State {
         });
         let mut chat = config.chat.clone();
         if chat.events_url.is_none() {
-            chat.events_url = events_base(config.bind);
+            chat.events_url = events_base(config.bind, &config.own_route("/api/pub"));
         }
         let sink = hub.clone();
         let conns = Conns::new(config.max_sockets, hub.clone());
@@ -181,7 +196,7 @@ impl State {
 /// URL of this server. `None` when bound to a specific non-loopback address,
 /// where no loopback listener exists (and a child's connection to the bound
 /// address would not come from loopback, so the gate would refuse it).
-fn events_base(bind: SocketAddr) -> Option<String> {
+fn events_base(bind: SocketAddr, path: &str) -> Option<String> {
     let ip = bind.ip();
     let host = if ip.is_loopback() {
         ip
@@ -192,10 +207,7 @@ fn events_base(bind: SocketAddr) -> Option<String> {
     } else {
         return None;
     };
-    Some(format!(
-        "ws://{}/api/pub",
-        SocketAddr::new(host, bind.port())
-    ))
+    Some(format!("ws://{}{path}", SocketAddr::new(host, bind.port())))
 }
 
 /// A filter handing a clone of the state to a route (warp's `todos` pattern).

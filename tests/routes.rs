@@ -5,6 +5,8 @@
 //! left out of the list) makes this fail.
 
 mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -112,6 +114,60 @@ async fn every_route_is_decided_by_the_gate_on_both_transports() {
                 }
             }
             let _ = kind;
+        }
+    }
+}
+
+/// The same in upstream mode: every listed route under `/.dashgate`, and
+/// every listed path outside it (then the proxy's), over both transports,
+/// with and without a credential, is decided as the engine decides it with
+/// the presets compiled for upstream mode.
+#[tokio::test]
+async fn in_upstream_mode_every_route_and_proxied_path_is_decided_by_the_gate() {
+    let up = upstream::TestUpstream::start().await;
+    let ctx = LoadContext::new("127.0.0.1".parse().unwrap()).with_upstream(true);
+    let mut paths = BTreeSet::new();
+    for &(_, path, _) in ROUTES {
+        paths.insert(path.to_string());
+        if !path.starts_with("/.dashgate") {
+            paths.insert(format!("/.dashgate{path}"));
+        }
+    }
+    for preset in ["secure", "insecure", "lan"] {
+        let policy = CompiledPolicy::preset(preset, &ctx).unwrap();
+        let l = launch().args(["--upstream", &up.url()]);
+        let s = if preset == "insecure" {
+            l.arg("--insecure").start()
+        } else {
+            l.policy(format!(
+                "{}/policies/{preset}.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .start()
+        };
+        let token = s.token.clone();
+        for path in &paths {
+            for ws in [false, true] {
+                for cred in [None, token.as_deref()] {
+                    let credential = match cred {
+                        Some(_) => Credential::Valid(dashgate::policy::Principal::StartupToken),
+                        None => Credential::None,
+                    };
+                    let transport = if ws { Transport::Ws } else { Transport::Http };
+                    let want = policy
+                        .decide(&facts(path, transport, credential))
+                        .verdict
+                        .err()
+                        .map(|r| r.as_str().to_string());
+                    let got = observe(&s, path, ws, cred).await;
+                    assert_eq!(
+                        got,
+                        want,
+                        "upstream {preset} {path} ws={ws} cred={}",
+                        cred.is_some()
+                    );
+                }
+            }
         }
     }
 }
@@ -227,6 +283,7 @@ async fn the_tree_without_the_gates_decision_fails_closed() {
             auth_window: std::time::Duration::from_secs(60),
             max_sockets: 16,
             chat: ChatConfig::new(vec!["/bin/sh".into()]),
+            upstream: None,
         },
         CompiledPolicy::preset("insecure", &ctx).unwrap(),
     );

@@ -60,6 +60,7 @@ fn state(bind: SocketAddr, policy: CompiledPolicy, source: PolicySource) -> AppS
             auth_window: Duration::from_secs(60),
             max_sockets: 20_000,
             chat: ChatConfig::new(vec!["/bin/sh".into()]),
+            upstream: None,
         },
         policy,
     )

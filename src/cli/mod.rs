@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the dashboard (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check, explain or describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -117,6 +117,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Put the gate in front of this dashboard (`http://HOST:PORT`): every
+    /// path but `/.dashgate/...` (dashgate's own) is proxied to it.
+    #[arg(long, env = "DASHGATE_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Seconds the upstream has to answer (a response head, a WebSocket
+    /// handshake) before the client gets 504.
+    #[arg(long, env = "DASHGATE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]
+    pub upstream_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +181,10 @@ pub struct ExplainArgs {
     /// A bearer token to present.
     #[arg(long)]
     pub token: Option<String>,
+    /// Decide as `serve --upstream URL` would: the presets name dashgate's
+    /// own paths under `/.dashgate/`, every other path is the upstream's.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -183,7 +195,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         None => crate::cli::serve::main(cli.serve),
-        Some(Command::Serve(args)) => crate::cli::serve::main(args),
+        Some(Command::Serve(args)) => crate::cli::serve::main(*args),
         Some(Command::Policy(cmd)) => crate::cli::policy_cmd::main(cmd),
         Some(Command::HashPassword) => crate::cli::policy_cmd::hash_password(),
         Some(Command::Token) => crate::cli::policy_cmd::token(),

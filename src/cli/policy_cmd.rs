@@ -177,9 +177,10 @@ fn credential(policy: &CompiledPolicy, token: Option<&str>) -> Credential {
 
 fn explain(args: &ExplainArgs) -> i32 {
     // The server's view: its bind address, this machine's name, its
-    // `--allowed-host` entries.
+    // `--allowed-host` entries, and `--upstream` (the presets' paths under
+    // `/.dashgate/`).
     let ctx = match crate::cli::serve::load_context(args.bind, &args.allowed_hosts) {
-        Ok(c) => c,
+        Ok(c) => c.with_upstream(args.upstream.is_some()),
         Err(e) => return fail(&e),
     };
     let policy = match load(&args.file, &ctx) {

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -14,6 +15,7 @@ use rand::RngCore;
 use crate::chat::ChatConfig;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::policy::{CompiledPolicy, LoadContext};
+use crate::proxy::Upstream;
 use crate::server::limits::Limits;
 use crate::state::{Config, PolicySource, StartupToken, State};
 
@@ -201,6 +203,20 @@ fn chat_config(args: &ServeArgs) -> Result<ChatConfig, String> {
     Ok(cfg)
 }
 
+/// `--upstream URL`, checked (SPEC §6).
+fn upstream(args: &ServeArgs) -> Result<Option<Arc<Upstream>>, String> {
+    let Some(url) = &args.upstream else {
+        return Ok(None);
+    };
+    let t = args.upstream_timeout;
+    if !(t.is_finite() && t > 0.0) {
+        return Err(format!(
+            "--upstream-timeout {t}: expected a positive number of seconds"
+        ));
+    }
+    Upstream::parse(url, Duration::from_secs_f64(t)).map(|u| Some(Arc::new(u)))
+}
+
 /// The connection limits (SPEC §8); none of them may be zero.
 fn limits(args: &ServeArgs) -> Result<Limits, String> {
     for (flag, n) in [
@@ -250,8 +266,12 @@ pub fn main(args: ServeArgs) -> i32 {
         (Ok(h), Ok(p)) => (h, p),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
+    let upstream = match upstream(&args) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
     let ctx = match load_context(host, &args.allowed_hosts) {
-        Ok(c) => c,
+        Ok(c) => c.with_upstream(upstream.is_some()),
         Err(e) => return fail(e),
     };
     let policy = match load_policy(&source, &ctx) {
@@ -293,6 +313,7 @@ pub fn main(args: ServeArgs) -> i32 {
             auth_window: Duration::from_secs(args.auth_window_secs.max(1)),
             max_sockets: args.max_sockets,
             chat,
+            upstream,
         };
         let state = State::new(config, policy);
         let shown = if bind.ip().is_unspecified() {
@@ -308,7 +329,12 @@ pub fn main(args: ServeArgs) -> i32 {
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on http://{shown}");
         if needs_token {
-            println!("open http://{shown}/?token={token}");
+            let page = state.config.own_route("/login");
+            let page = if state.config.upstream.is_some() { page.as_str() } else { "/" };
+            println!("open http://{shown}{page}?token={token}");
+        }
+        if let Some(up) = &state.config.upstream {
+            println!("proxying to {}", up.url);
         }
         drop(token);
         crate::server::run(listener, state, limits, shutdown).await;

@@ -351,17 +351,39 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
                 d.detail = Denied::host_not_allowed(facts.host.as_deref()).detail;
             }
             if reason == Reason::NoCredential && r.html {
-                d.login_redirect = Some(login_url(&facts.path, &r.query));
+                d.login_redirect = Some(login_url(state, &facts.path, &r.query));
             }
             Err(d)
         }
     }
 }
 
-/// `/login?next=<path?query>`; `next` is always a local path, and never
-/// keeps a `?token=` (a cross-site one, ignored here, would otherwise be
-/// visited from the site itself once the user has signed in).
-fn login_url(path: &str, query: &str) -> String {
+/// The path of `/api/pub`, where a chat child's internal credential counts
+/// (under `/.dashgate` in upstream mode: `/api/pub` is then the upstream's).
+pub(super) fn pub_path(state: &AppState) -> &'static str {
+    if state.config.upstream.is_some() {
+        "/.dashgate/api/pub"
+    } else {
+        "/api/pub"
+    }
+}
+
+/// Whether `path` is the upstream's (upstream mode, outside `/.dashgate`).
+pub fn upstreams_path(state: &AppState, path: &str) -> bool {
+    state.config.upstream.is_some() && !is_own_path(path)
+}
+
+/// Whether `path` is under [`crate::policy::OWN_PREFIX`].
+pub fn is_own_path(path: &str) -> bool {
+    path.strip_prefix(crate::policy::OWN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `/login?next=<path?query>` (`/.dashgate/login?…` in upstream mode);
+/// `next` is always a local path, and never keeps a `?token=` (a cross-site
+/// one, ignored here, would otherwise be visited from the site itself once
+/// the user has signed in).
+fn login_url(state: &AppState, path: &str, query: &str) -> String {
     let rest: Vec<&str> = query
         .split('&')
         .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
@@ -372,7 +394,12 @@ fn login_url(path: &str, query: &str) -> String {
         format!("{path}?{}", rest.join("&"))
     };
     let enc = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
-    format!("/login?next={enc}")
+    let login = if state.config.upstream.is_some() {
+        "/.dashgate/login"
+    } else {
+        "/login"
+    };
+    format!("{login}?next={enc}")
 }
 
 /// One `warn` line and one `access.denied` event per denial.
@@ -408,7 +435,14 @@ pub fn redecide(
 ) -> crate::policy::Decision {
     let mut facts = access.facts().clone();
     let ws = facts.transport == Transport::Ws;
-    let internal = internal_allowed(facts.peer, facts.client, &facts.path, ws, None);
+    let internal = internal_allowed(
+        facts.peer,
+        facts.client,
+        &facts.path,
+        pub_path(state),
+        ws,
+        None,
+    );
     facts.credential = resolve_request(state, policy, access.presented(), internal);
     policy.decide(&facts)
 }

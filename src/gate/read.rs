@@ -18,7 +18,9 @@ use http::HeaderMap;
 
 use super::{audit_denial, canonical_ip, log_path, query_param, resolve_request, Presented};
 use crate::auth::sessions;
-use crate::policy::{CompiledPolicy, Facts, ForwardHeaders, Reason, TokenDigest, Transport};
+use crate::policy::{
+    CompiledPolicy, Credential, Facts, ForwardHeaders, Reason, TokenDigest, Transport,
+};
 use crate::reject::Denied;
 use crate::state::AppState;
 
@@ -114,10 +116,19 @@ pub(super) fn read(
     let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
         return Err(deny(client, Reason::BadForwardingHeader));
     };
-    let presented = presented(&seen, headers, query, forwarded);
+    let mut presented = presented(&seen, headers, query, forwarded, true);
     let ws = transport == Transport::Ws;
-    let internal = internal_allowed(peer_ip, client, path, ws, Some(headers));
-    let credential = resolve_request(state, policy, &presented, internal);
+    let pub_path = super::pub_path(state);
+    let internal = internal_allowed(peer_ip, client, path, pub_path, ws, Some(headers));
+    let mut credential = resolve_request(state, policy, &presented, internal);
+    if credential == Credential::Invalid && super::upstreams_path(state, path) {
+        // A token that is not dashgate's, on a path of the upstream, is the
+        // upstream's own (hermes sends `?token=` on its WebSockets): no
+        // bad credential, not counted, passed on untouched (SPEC §6). The
+        // request is decided on dashgate's other credentials, if any.
+        presented = self::presented(&seen, headers, query, forwarded, false);
+        credential = resolve_request(state, policy, &presented, internal);
+    }
     let html = transport == Transport::Http
         && method == "GET"
         && seen
@@ -274,21 +285,27 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// The credential a request presents, strongest first: a bearer header,
-/// then `?token=`, then the session cookie, then a trusted proxy's
-/// forward-auth user. A token is hashed here, once per request.
+/// then `?token=` (both only when `tokens`), then the session cookie, then
+/// a trusted proxy's forward-auth user. A token is hashed here, once per
+/// request.
 fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
     forwarded: Option<&str>,
+    tokens: bool,
 ) -> Presented {
-    if let Some(token) = seen.authorization.and_then(|v| bearer(v.as_bytes())) {
+    if let Some(token) = seen
+        .authorization
+        .filter(|_| tokens)
+        .and_then(|v| bearer(v.as_bytes()))
+    {
         return Presented::Token(TokenDigest::of_bytes(token));
     }
     // A cross-site `?token=` is no credential (SPEC §8): any page could
     // sign the browser in as someone else, or lock its address out with
     // guesses. A typed or pasted link is `none`; a script sends no header.
-    if let Some(t) = query_param(query, "token").filter(|_| !seen.cross_site()) {
+    if let Some(t) = query_param(query, "token").filter(|_| tokens && !seen.cross_site()) {
         return Presented::Token(TokenDigest::of(&t));
     }
     if seen.cookie {
@@ -348,7 +365,8 @@ fn forwarded_user<'h>(
 
 /// Whether a chat child's internal credential (the token in its
 /// `DASHGATE_EVENTS_URL`) may count for this request: only on a WebSocket
-/// upgrade of `/api/pub` (never a page, so never a `?token=` visit that
+/// upgrade of `/api/pub` (`pub_path`: `/.dashgate/api/pub` in upstream
+/// mode, where `/api/pub` is the upstream's) (never a page, so never a `?token=` visit that
 /// would trade it for a cookie), only with the loopback address that URL names (127.0.0.1 or ::1) as the
 /// TCP peer itself, and only without forwarding headers (whether or not the
 /// peer is a trusted proxy), so neither a leaked URL nor a local reverse
@@ -358,6 +376,7 @@ pub(super) fn internal_allowed(
     peer: IpAddr,
     client: IpAddr,
     path: &str,
+    pub_path: &str,
     ws: bool,
     headers: Option<&HeaderMap>,
 ) -> bool {
@@ -372,7 +391,7 @@ pub(super) fn internal_allowed(
         .iter()
         .any(|n| h.contains_key(n))
     };
-    path == "/api/pub" && ws && named && client == peer && !headers.is_some_and(forwarded)
+    path == pub_path && ws && named && client == peer && !headers.is_some_and(forwarded)
 }
 
 /// The method as a fact: the standard ones without a copy.

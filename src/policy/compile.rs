@@ -26,8 +26,10 @@ use super::{presets, ClientView, ForwardHeaders, Principal, Reason};
 
 /// What the compiler needs to know about the server: the bind address and
 /// the machine's name decide the default `allowed_hosts`, and the hosts of
-/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` are added to it (SPEC §2.3).
-/// Built with [`LoadContext::new`], so the extra hosts are always checked.
+/// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS` are added to it (SPEC §2.3);
+/// upstream mode moves the presets' paths under [`presets::OWN_PREFIX`]
+/// (SPEC §6). Built with [`LoadContext::new`], so the extra hosts are always
+/// checked.
 #[derive(Debug, Clone)]
 pub struct LoadContext {
     pub bind: IpAddr,
@@ -38,15 +40,19 @@ pub struct LoadContext {
     machine_name: Option<String>,
     /// `--allowed-host` / `DASHGATE_ALLOWED_HOSTS`, compiled.
     extra_hosts: HostSet,
+    /// `--upstream` is set: dashgate's own routes are under `/.dashgate/`.
+    upstream: bool,
 }
 
 impl LoadContext {
-    /// A server bound to `bind`, with no machine name and no extra hosts.
+    /// A server bound to `bind`, with no machine name, no extra hosts and
+    /// no upstream.
     pub fn new(bind: IpAddr) -> Self {
         Self {
             bind,
             machine_name: None,
             extra_hosts: HostSet::empty(),
+            upstream: false,
         }
     }
 
@@ -66,6 +72,19 @@ impl LoadContext {
         let set = HostSet::from_list(hosts).map_err(|(_, m)| format!("{flag}: {m}"))?;
         self.extra_hosts = self.extra_hosts.union(&set);
         Ok(self)
+    }
+
+    /// Upstream mode (`--upstream`): the presets' paths are compiled under
+    /// [`presets::OWN_PREFIX`].
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: bool) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// Whether the presets are compiled for upstream mode.
+    pub fn upstream(&self) -> bool {
+        self.upstream
     }
 }
 
@@ -119,6 +138,10 @@ struct Layer {
     source: String,
     /// Shown by `policy explain` next to each rule: `file` or `preset:NAME`.
     label: Arc<str>,
+    /// A preset: embedded, or a file that is exactly a shipped preset's text
+    /// (`--policy policies/secure.yaml`). Its paths name dashgate's own
+    /// routes, so upstream mode puts them under the prefix.
+    preset: bool,
 }
 
 /// An error found after parsing: which layer, which key path, and whether to
@@ -237,6 +260,7 @@ fn load_layers(
         doc,
         source: source.to_owned(),
         label: label.into(),
+        preset: label.starts_with("preset:") || presets::PRESETS.iter().any(|(_, t)| *t == text),
     }];
     if let Some(name) = extends {
         let at = layers[0].doc.locate(&KeyPath::root().key("extends"));
@@ -531,8 +555,22 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
     let mut rules = Vec::new();
     let mut merged_rules = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
+        // A preset's paths name dashgate's own routes: in upstream mode
+        // those are under the prefix (the user's own rules are as written).
+        let prefixed = ctx.upstream && layer.preset;
         for (i, rf) in layer.file.rules.iter().enumerate() {
             let path = root.key("rules").index(i);
+            let owned;
+            let rf = if prefixed && rf.paths.is_some() {
+                let mut r = rf.clone();
+                r.paths = r
+                    .paths
+                    .map(|ps| ps.iter().map(|p| presets::own_path(p)).collect());
+                owned = r;
+                &owned
+            } else {
+                rf
+            };
             let rule = compile_rule(rf, rules.len() + 1, &layer.label, &mut nets, &path)
                 .map_err(|e| e.in_layer(l))?;
             let mut shown = rf.clone();

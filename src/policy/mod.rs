@@ -185,4 +185,4 @@ pub use credentials::{hash_password, ForwardAuth, TokenDigest, DEFAULT_SESSION_T
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
 pub use host::refusal as host_refusal;
-pub use presets::{preset_text, PRESETS};
+pub use presets::{preset_text, OWN_PREFIX, PRESETS};

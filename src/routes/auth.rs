@@ -11,7 +11,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::Endpoint;
 use crate::auth::sessions::{clear_cookie, set_cookie, Ending, Holder, Opener};
-use crate::gate::{resolve, Access, Presented};
+use crate::gate::{query_param, resolve, Access, Presented};
 use crate::policy::{CompiledPolicy, Credential, Principal, Reason, TokenDigest};
 use crate::reject::{denied_reply, Denied};
 use crate::server::conns::Close;
@@ -292,10 +292,19 @@ pub fn token_visit(state: &AppState, access: &Access) -> Response {
         .split('&')
         .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("token"))
         .collect();
-    let mut to = access.facts().path.clone();
+    let path = &access.facts().path;
+    let mut to = path.clone();
     if !rest.is_empty() {
         to.push('?');
         to.push_str(&rest.join("&"));
+    }
+    // Upstream mode: the startup link opens dashgate's sign-in page (or its
+    // root); signed in, the user goes on to `next`, by default the
+    // upstream's own page.
+    if state.config.upstream.is_some()
+        && ["/.dashgate", "/.dashgate/", "/.dashgate/login"].contains(&path.as_str())
+    {
+        to = safe_next(query_param(access.query(), "next").as_deref());
     }
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();

@@ -13,6 +13,11 @@
 //! function, and `tests/routes.rs` lists every route of [`ROUTES`] and every
 //! path literal in `src/routes/` to prove each is refused without a
 //! credential in the secure preset.
+//!
+//! In upstream mode (SPEC §6) the same tree of dashgate's own routes sits
+//! under `/.dashgate/` and every other path is the proxy's: still one tree
+//! behind the one `authorize()`, which decides on the path as the client
+//! sent it (rules see `/.dashgate/login`, `/api/pty`).
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -127,14 +132,85 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/access", Kind::Http),
     ("GET", "/assets/app.css", Kind::Http),
     ("GET", "/vendor/xterm/lib/xterm.mjs", Kind::Http),
+    // Upstream mode: dashgate's own routes are the ones above under the
+    // prefix (the route-listing test requests each so); every other path,
+    // such as this one, is proxied.
+    ("GET", "/.dashgate/healthz", Kind::Http),
+    ("GET", "/.dashgate", Kind::Http),
+    ("GET", "/upstream/page", Kind::Http),
 ];
 
+/// The segment of [`crate::policy::OWN_PREFIX`], for `warp::path`.
+const OWN_SEGMENT: &str = ".dashgate";
+
 /// The tree of routes, not yet gated. Private: only [`routes`] may use it.
+///
+/// Without `--upstream`, dashgate's own routes at `/`. With it, the same
+/// routes under `/.dashgate/` (the prefix taken off before they match), and
+/// the proxy for every path outside it.
+fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    let upstream = state.config.upstream.is_some();
+    let plain = when(!upstream).and(own(state));
+    let prefixed = warp::path(OWN_SEGMENT).and(bare_prefix().or(own(state)).unify());
+    let proxied = not_own().and(crate::proxy::route(state));
+    let upstream_tree = when(upstream).and(prefixed.or(proxied).unify()).boxed();
+    plain.or(upstream_tree).unify()
+}
+
+/// Passes when `on`, else "no such route" (one branch of [`tree`] per mode).
+fn when(on: bool) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::any()
+        .and_then(move || {
+            ready(if on {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+        .untuple_one()
+}
+
+/// Every path outside `/.dashgate`: those are dashgate's, even unrouted ones.
+fn not_own() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::peek()
+        .and_then(|p: warp::path::Peek| {
+            let own = p.segments().next() == Some(OWN_SEGMENT);
+            ready(if own {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            })
+        })
+        .untuple_one()
+}
+
+/// GET /.dashgate (no slash): a redirect to `/.dashgate/`, where the UI's
+/// relative links resolve under the prefix.
+fn bare_prefix() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path::full())
+        .and_then(|p: warp::path::FullPath| {
+            ready(if p.as_str() == crate::policy::OWN_PREFIX {
+                Ok(Endpoint::sync(|_| {
+                    let mut r = http::StatusCode::PERMANENT_REDIRECT.into_response();
+                    r.headers_mut().insert(
+                        http::header::LOCATION,
+                        http::HeaderValue::from_static("/.dashgate/"),
+                    );
+                    r
+                }))
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+}
+
+/// dashgate's own routes.
 ///
 /// `or` tries left to right whatever the grouping, so the tree is grouped
 /// in pairs: each level of nesting is a future every request polls through.
 /// The routes polled most come first, one level deep.
-fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+fn own(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
     let api_auth = api::routes(state).or(auth::routes(state)).unify();
     let channels = events::routes(state).or(chat::routes(state)).unify();
     let rest = api::not_found().or(web::routes(state)).unify();

@@ -77,7 +77,7 @@ where
         &self,
         peer: SocketAddr,
         req: Request,
-    ) -> impl Future<Output = Result<http::Response<B>, Infallible>> {
+    ) -> impl Future<Output = Result<ProxiedResponse<B>, Infallible>> {
         let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
         let state = self.state;
@@ -86,7 +86,12 @@ where
         let stalled = req.body().stalled().cloned();
         // Not boxed: the tree boxes its less used routes (`routes::tree`),
         // so its future is small enough to move.
-        intake.serve(self.svc.call(req), move |answer| {
+        // Upstream mode: a proxied reply's streamed body put in place.
+        let answer = self
+            .svc
+            .call(req)
+            .map(|r| r.map(crate::proxy::with_streamed_body));
+        intake.serve(answer, move |answer| {
             if let Ok(res) = answer {
                 let status = match stalled {
                     Some(s) if s.load(Ordering::Relaxed) => 408,
@@ -97,6 +102,9 @@ where
         })
     }
 }
+
+/// A response of the tree, whose body may be an upstream's, streamed.
+type ProxiedResponse<B> = http::Response<http_body_util::Either<B, hyper::body::Incoming>>;
 
 /// A service called by reference, once per request, without cloning it.
 ///

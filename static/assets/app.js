@@ -4,7 +4,7 @@
 // the path picks the section. Pages are mounted on first visit and kept
 // (the chat terminal keeps its session while you look at other pages).
 
-import { api, esc, principalText } from './lib/api.js';
+import { api, BASE, esc, principalText } from './lib/api.js';
 import * as feed from './lib/feed.js';
 import { setNavigator } from './lib/nav.js';
 import * as chat from './pages/chat.js';
@@ -17,7 +17,8 @@ const mounted = new Set();
 let current = null;
 
 function pageOf(pathname) {
-  const name = pathname.replace(/^\/+|\/+$/g, '') || 'chat';
+  const local = pathname.startsWith(BASE) ? pathname.slice(BASE.length) : pathname;
+  const name = local.replace(/^\/+|\/+$/g, '') || 'chat';
   return PAGES[name] ? name : 'chat';
 }
 
@@ -48,7 +49,7 @@ function show(name) {
 
 /** Go to a page of the dashboard without reloading (`/chat?session=…`). */
 function navigate(href) {
-  const url = new URL(href, location.href);
+  const url = new URL(href.startsWith('/') ? BASE + href : href, location.href);
   if (url.pathname + url.search !== location.pathname + location.search) {
     history.pushState(null, '', url.pathname + url.search);
   }
@@ -77,7 +78,7 @@ async function who() {
 async function logout() {
   try { await api('/api/logout', { method: 'POST' }); } catch { /* signed out either way */ }
   sessionStorage.clear();
-  location.assign('/login');
+  location.assign(`${BASE}/login`);
 }
 
 function init() {

@@ -11,6 +11,10 @@ const REASONS = {
   host_not_allowed: 'The address in your browser is not an allowed host of this server.',
 };
 
+// dashgate's own routes: '' normally, '/.dashgate' in upstream mode (this
+// file is BASE/assets/login.js). `next` defaults to `/`: the dashboard
+// (in upstream mode, the fronted one's page).
+const BASE = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 const next = new URLSearchParams(location.search).get('next') || '/';
 const errorBox = document.getElementById('login-error');
 
@@ -34,7 +38,7 @@ async function submit(form, payload) {
   button.disabled = true;
   errorBox.hidden = true;
   try {
-    const r = await fetch('/api/login', {
+    const r = await fetch(`${BASE}/api/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify({ ...payload, next }),

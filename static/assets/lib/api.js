@@ -4,6 +4,13 @@
 // shows the reason code and the rule as they are (so they can be searched in
 // the server log and the policy file) next to a sentence a person can act on.
 
+/**
+ * Where dashgate's own routes are: '' normally, '/.dashgate' in upstream mode
+ * (where every other path is the fronted dashboard's). Derived from this
+ * module's own URL (`BASE/assets/lib/api.js`), so no page needs telling.
+ */
+export const BASE = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
+
 /** A failed API call: status plus the server's JSON body. */
 export class ApiError extends Error {
   constructor(status, body) {
@@ -22,7 +29,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     opts.headers['content-type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }
-  const r = await fetch(path, opts);
+  const r = await fetch(BASE + path, opts);
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
@@ -93,10 +100,10 @@ export function closeText(code, reason) {
  * Returns {offline} | {status, reason, rule, error} (refused) | {allowed: true}.
  */
 export async function probe(path) {
-  const q = new URLSearchParams({ path, transport: 'ws' });
+  const q = new URLSearchParams({ path: BASE + path, transport: 'ws' });
   let r;
   try {
-    r = await fetch(`/api/whoami?${q}`, { headers: { accept: 'application/json' }, cache: 'no-store' });
+    r = await fetch(`${BASE}/api/whoami?${q}`, { headers: { accept: 'application/json' }, cache: 'no-store' });
   } catch {
     return { offline: true };
   }
@@ -126,7 +133,7 @@ export function principalText(p) {
 
 /** The sign-in page, coming back to where the user is now. */
 export function loginHref() {
-  return `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  return `${BASE}/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
 /** Escape text for innerHTML templates. */
@@ -136,5 +143,5 @@ export function esc(s) {
 
 /** `ws://host/path` for this page (never with a token: the cookie signs in). */
 export function wsUrl(path) {
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${BASE}${path}`;
 }

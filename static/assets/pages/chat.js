@@ -5,7 +5,7 @@
 // new one. The socket URL never carries a token: the session cookie (or the
 // policy) lets it in.
 
-import { api, esc, reasonText } from '../lib/api.js';
+import { api, BASE, esc, reasonText } from '../lib/api.js';
 import * as banner from '../lib/banner.js';
 import * as feed from '../lib/feed.js';
 import { LiveSocket } from '../lib/socket.js';
@@ -41,7 +41,7 @@ function syncUrl() {
   if (sessionId) q.set('session', sessionId);
   else q.delete('session');
   const s = q.toString();
-  const want = `/chat${s ? `?${s}` : ''}`;
+  const want = `${BASE}/chat${s ? `?${s}` : ''}`;
   if (location.pathname + location.search !== want) history.replaceState(null, '', want);
 }
 

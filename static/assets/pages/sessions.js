@@ -1,7 +1,7 @@
 // Sessions: every chat session of the server as a table (GET /api/sessions),
 // kept fresh by the live feed's session.* events; attach, start or end one.
 
-import { api, esc } from '../lib/api.js';
+import { api, BASE, esc } from '../lib/api.js';
 import * as feed from '../lib/feed.js';
 import { navigate } from '../lib/nav.js';
 
@@ -30,7 +30,7 @@ function row(s) {
     <td>${esc(s.viewers)}</td>
     <td>${status}</td>
     <td><div class="actions">${running
-    ? `<a class="btn btn-small" href="/chat?session=${encodeURIComponent(s.id)}" data-attach="${esc(s.id)}">Attach</a>
+    ? `<a class="btn btn-small" href="${BASE}/chat?session=${encodeURIComponent(s.id)}" data-attach="${esc(s.id)}">Attach</a>
        <button class="btn btn-small btn-danger" data-end="${esc(s.id)}">End</button>` : ''}</div></td>
   </tr>`;
 }

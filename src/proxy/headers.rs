@@ -1,0 +1,248 @@
+//! The outbound request's headers, built from scratch (STYLE habit 11).
+//!
+//! Go's `httputil.ReverseProxy` replaced its `Director` hook (edit the
+//! inbound request in place) with `Rewrite` (an inbound and an outbound
+//! request) because headers a client sent kept leaking through the edits.
+//! Here the outbound map starts empty: the end-to-end headers the upstream
+//! should see are copied one by one, and everything dashgate vouches for
+//! (`Host`, `X-Forwarded-*`, `X-Dashgate-User`, a rewritten `Origin`) is set
+//! by dashgate, never taken from the client.
+
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, FORWARDED, HOST, ORIGIN,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::HeaderMap;
+
+use crate::auth::sessions::COOKIE as SESSION_COOKIE;
+use crate::gate::{Access, Presented};
+use crate::policy::{ForwardAuth, Principal, TokenDigest};
+
+use super::Upstream;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The principal dashgate admitted (absent for an anonymous caller).
+pub const X_DASHGATE_USER: HeaderName = HeaderName::from_static("x-dashgate-user");
+/// The principal's groups: groups arrive in a later issue, so this is only
+/// ever removed from what a client sent, never set.
+pub const X_DASHGATE_GROUPS: HeaderName = HeaderName::from_static("x-dashgate-groups");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions, along
+/// with every header a `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+];
+
+/// The names listed by the `Connection` headers of `h` (lower-cased).
+fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Whether `name` is hop-by-hop here: in the fixed list or named by
+/// `Connection`.
+fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
+    HOP_BY_HOP.contains(name) || named.contains(name)
+}
+
+/// Remove hop-by-hop headers from an upstream's response in place.
+pub fn strip_response(h: &mut HeaderMap) {
+    for name in connection_named(h) {
+        h.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        h.remove(name);
+    }
+}
+
+/// What dashgate says about the request, never what the client claimed.
+fn is_ours(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    *name == HOST
+        || *name == FORWARDED
+        || *name == X_REAL_IP
+        || s.starts_with("x-forwarded-")
+        || s.starts_with("x-dashgate-")
+        || s.starts_with("sec-websocket-")
+}
+
+/// The name a principal is passed on as, `None` for an anonymous caller.
+pub fn principal_name(p: &Principal) -> Option<&str> {
+    match p {
+        Principal::Anonymous => None,
+        Principal::StartupToken => Some("startup"),
+        Principal::Token { name } | Principal::User { name } | Principal::Forwarded { name } => {
+            Some(name)
+        }
+        Principal::Internal { .. } => None,
+    }
+}
+
+/// The token of an `Authorization: Bearer` value.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    if value.len() < 7 || !value[..6].eq_ignore_ascii_case(b"bearer") || value[6] != b' ' {
+        return None;
+    }
+    Some(value[7..].trim_ascii()).filter(|t| !t.is_empty())
+}
+
+/// Whether an `Authorization` value is the dashgate credential the gate
+/// admitted this request with (then it is dashgate's, and stripped); any
+/// other is the upstream's own and passes untouched.
+fn is_dashgate_bearer(value: &HeaderValue, access: &Access) -> bool {
+    let Presented::Token(admitted) = access.presented() else {
+        return false;
+    };
+    bearer(value.as_bytes()).is_some_and(|t| TokenDigest::of_bytes(t) == *admitted)
+}
+
+/// The `Cookie` lines without dashgate's own session cookie, joined into
+/// one line (RFC 6265 §5.4); `None` when nothing is left.
+fn cookies_without_ours(h: &HeaderMap) -> Option<HeaderValue> {
+    let kept: Vec<&str> = h
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .filter(|kv| kv.split('=').next().map(str::trim) != Some(SESSION_COOKIE))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
+/// Whether the gate checked this request's `Origin` (SPEC §2.3: on
+/// WebSocket upgrades and unsafe methods). Only then is it rewritten to
+/// the upstream's own: an unchecked one is passed as the browser sent it.
+fn origin_checked(method: &http::Method, ws: bool) -> bool {
+    use http::Method as M;
+    ws || matches!(*method, M::POST | M::PUT | M::PATCH | M::DELETE)
+}
+
+/// The headers of the request sent to the upstream. `ws`: a WebSocket
+/// handshake (its `Upgrade`, `Connection` and key are set; extensions such
+/// as permessage-deflate are dropped, as each hop frames its own messages).
+/// `forward_auth`: the policy's forward auth, whose user header and shared
+/// secret header are never passed on (the secret is between the proxy in
+/// front and dashgate only).
+pub fn outbound(
+    inbound: &HeaderMap,
+    method: &http::Method,
+    access: &Access,
+    up: &Upstream,
+    ws: bool,
+    forward_auth: Option<&ForwardAuth>,
+) -> HeaderMap {
+    let named = connection_named(inbound);
+    let forward_auth: Vec<HeaderName> = forward_auth
+        .into_iter()
+        .flat_map(|fa| [&fa.user_header, &fa.secret_header])
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    let mut out = HeaderMap::with_capacity(inbound.len() + 6);
+    for (name, value) in inbound {
+        if is_hop(name, &named)
+            || is_ours(name)
+            || *name == COOKIE
+            || *name == ORIGIN
+            || forward_auth.contains(name)
+            || (*name == AUTHORIZATION && is_dashgate_bearer(value, access))
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out.insert(HOST, up.host_header.clone());
+    if let Some(c) = cookies_without_ours(inbound) {
+        out.insert(COOKIE, c);
+    }
+    if let Some(o) = inbound.get(ORIGIN) {
+        let o = if origin_checked(method, ws) {
+            up.origin_header.clone()
+        } else {
+            o.clone()
+        };
+        out.insert(ORIGIN, o);
+    }
+    let facts = access.facts();
+    if let Ok(v) = HeaderValue::from_str(&facts.client.to_string()) {
+        out.insert(X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&facts.scheme) {
+        out.insert(X_FORWARDED_PROTO, v);
+    }
+    if let Some(v) = facts
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        out.insert(X_FORWARDED_HOST, v);
+    }
+    if let Some(v) = principal_name(&access.principal).and_then(|n| HeaderValue::from_str(n).ok()) {
+        out.insert(X_DASHGATE_USER, v);
+    }
+    if ws {
+        out.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        out.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        for name in [SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION] {
+            if let Some(v) = inbound.get(&name) {
+                out.insert(name, v.clone());
+            }
+        }
+        for v in inbound.get_all(SEC_WEBSOCKET_PROTOCOL) {
+            out.append(SEC_WEBSOCKET_PROTOCOL, v.clone());
+        }
+        debug_assert!(!out.contains_key(SEC_WEBSOCKET_EXTENSIONS));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_response(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn only_dashgate_cookie_is_dropped() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; dashgate_session=x"));
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookies_without_ours(&h).unwrap(), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("dashgate_session=x"));
+        assert!(cookies_without_ours(&h).is_none());
+    }
+}

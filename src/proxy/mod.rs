@@ -1,0 +1,330 @@
+//! Upstream mode (SPEC §6): the gate in front of an existing dashboard.
+//!
+//! `--upstream http://HOST:PORT` moves dashgate's own routes under
+//! [`OWN_PREFIX`] and sends every other path here, after the same
+//! `authorize()` as everything else (`routes::tree`). A request is proxied
+//! with an outbound request built from scratch ([`headers::outbound`]) on
+//! hyper's pooled client, its bodies streamed both ways; a WebSocket
+//! upgrade is relayed frame by frame by [`ws`], so a reload can close it.
+//!
+//! warp's reply type cannot carry a streamed body it did not make, so the
+//! upstream's body travels beside the reply, in its extensions
+//! ([`Streamed`]), and the accept loop puts it in place on the way out
+//! ([`with_streamed_body`]): the route still answers, behind the gate, and
+//! nothing is buffered.
+
+pub mod headers;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, TryStreamExt};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Either, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub use crate::policy::OWN_PREFIX;
+
+use crate::gate::Access;
+use crate::reject::error_reply;
+use crate::routes::Endpoint;
+use crate::state::{with_state, AppState};
+
+/// How long the upstream has to send a response head (or answer a
+/// WebSocket handshake) before the client gets 504 `upstream_timeout`.
+/// `--upstream-timeout` sets it (tests use a short one).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an idle pooled connection to the upstream is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request sent to the upstream.
+pub type OutBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The upstream dashgate fronts: where it is and the pooled client to it.
+pub struct Upstream {
+    /// `http://HOST:PORT`, as given (normalised).
+    pub url: String,
+    pub authority: Authority,
+    /// `Host` of every outbound request: the upstream's own authority.
+    host_header: HeaderValue,
+    /// The upstream's own origin, `http://HOST:PORT`: the `Origin` a
+    /// checked browser request is rewritten to.
+    origin_header: HeaderValue,
+    client: Client<HttpConnector, OutBody>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Parse `--upstream URL`: `http://HOST[:PORT]` with no path beyond `/`.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with the URL.
+    pub fn parse(url: &str, timeout: Duration) -> Result<Self, String> {
+        let bad = |why: &str| format!("--upstream {url:?}: {why}");
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| bad("not a URL (expected http://HOST:PORT)"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https upstreams are not supported yet (use http:// on loopback)",
+                ))
+            }
+            _ => return Err(bad("expected http://HOST:PORT")),
+        }
+        let Some(auth) = uri.authority() else {
+            return Err(bad("no host (expected http://HOST:PORT)"));
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad(
+                "a path or query is not supported (expected http://HOST:PORT)",
+            ));
+        }
+        if auth.as_str().contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let port = auth.port_u16().unwrap_or(80);
+        let authority: Authority = format!("{}:{port}", auth.host())
+            .parse()
+            .map_err(|_| bad("bad host"))?;
+        let origin = format!("http://{authority}");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        Ok(Self {
+            host_header: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
+            origin_header: HeaderValue::from_str(&origin).map_err(|_| bad("bad host"))?,
+            url: origin,
+            authority,
+            client,
+            timeout,
+        })
+    }
+
+    /// The outbound URI for `path` and `query` as the client sent them.
+    fn uri(&self, path: &str, query: &str) -> Result<http::Uri, http::Error> {
+        let pq = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        http::Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+}
+
+/// The upstream's response body, carried beside warp's reply (see the
+/// module docs). Taken once by [`with_streamed_body`].
+#[derive(Clone)]
+pub struct Streamed(Arc<Mutex<Option<Incoming>>>);
+
+/// Put a proxied reply's streamed body in place of warp's empty one. Every
+/// other reply passes through as it is.
+pub fn with_streamed_body<B>(mut res: http::Response<B>) -> http::Response<Either<B, Incoming>> {
+    let streamed = res
+        .extensions_mut()
+        .remove::<Streamed>()
+        .and_then(|s| s.0.lock().take());
+    match streamed {
+        Some(body) => res.map(|_| Either::Right(body)),
+        None => res.map(Either::Left),
+    }
+}
+
+/// `* /**` (every path not under [`OWN_PREFIX`], in upstream mode): the
+/// request proxied to the upstream, a WebSocket upgrade relayed.
+pub fn route(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+    warp::method()
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .and(warp::body::stream())
+        .and(with_state(state))
+        .map(
+            |method: Method,
+             headers: HeaderMap,
+             on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+             body,
+             state: AppState| {
+                let body = out_body(&headers, body);
+                Endpoint::new(move |access: Access| async move {
+                    let Some(up) = state.config.upstream.clone() else {
+                        return not_upstream();
+                    };
+                    if ws::is_upgrade(&method, &headers) {
+                        return ws::relay(state, up, access, headers, on_upgrade).await;
+                    }
+                    forward(state, &up, &access, method, &headers, body).await
+                })
+            },
+        )
+}
+
+fn not_upstream() -> Response {
+    error_reply(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// The inbound body as the outbound one, streamed: empty when the request
+/// says it has none (so a `GET` is not sent with a chunked body).
+fn out_body<S, B>(headers: &HeaderMap, body: S) -> OutBody
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf + Send + 'static,
+{
+    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body {
+        return Empty::new().map_err(|e| match e {}).boxed_unsync();
+    }
+    let frames = body
+        .map_ok(|mut b| Frame::data(b.copy_to_bytes(b.remaining())))
+        .map_err(|e| Box::new(e) as BoxError);
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// What went wrong talking to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused, unreachable, or the connection failed before a response.
+    Unavailable,
+    /// No response head within the timeout.
+    Timeout,
+}
+
+/// Send `req` and wait for the response head, bounded by the timeout.
+async fn send(
+    up: &Upstream,
+    req: http::Request<OutBody>,
+) -> Result<http::Response<Incoming>, Failure> {
+    match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %up.url, error = %e, connect = e.is_connect(), "upstream request failed");
+            Err(Failure::Unavailable)
+        }
+        Ok(Ok(res)) => Ok(res),
+    }
+}
+
+/// Proxy one HTTP request.
+async fn forward(
+    state: AppState,
+    up: &Upstream,
+    access: &Access,
+    method: Method,
+    inbound: &HeaderMap,
+    body: OutBody,
+) -> Response {
+    let uri = match up.uri(&access.facts().path, access.query()) {
+        Ok(u) => u,
+        Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
+    };
+    let live = state.policy();
+    let fa = live.compiled.forward_auth();
+    let headers = headers::outbound(inbound, &method, access, up, false, fa);
+    drop(live);
+    let mut req = http::Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let html = wants_html(inbound);
+    match send(up, req).await {
+        Ok(res) => relay_response(res),
+        Err(f) => failure_reply(up, f, html),
+    }
+}
+
+/// The upstream's response for the client: status and end-to-end headers,
+/// the body streamed beside warp's reply.
+pub(crate) fn relay_response(res: http::Response<Incoming>) -> Response {
+    let (mut parts, body) = res.into_parts();
+    headers::strip_response(&mut parts.headers);
+    let mut out = Response::default();
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = parts.headers;
+    out.extensions_mut()
+        .insert(Streamed(Arc::new(Mutex::new(Some(body)))));
+    out
+}
+
+/// A browser navigation (it gets a page, not JSON, when the upstream is down).
+pub(crate) fn wants_html(h: &HeaderMap) -> bool {
+    h.get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// 502 `upstream_unavailable` or 504 `upstream_timeout`: JSON like the
+/// gate's denials, or a short page saying what is down for a browser.
+pub(crate) fn failure_reply(up: &Upstream, f: Failure, html: bool) -> Response {
+    let (status, reason, error) = match f {
+        Failure::Unavailable => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the upstream dashboard is not reachable",
+        ),
+        Failure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the upstream dashboard did not answer in time",
+        ),
+    };
+    if !html {
+        return error_reply(status, reason, error);
+    }
+    let what = match f {
+        Failure::Unavailable => {
+            "is not reachable: nothing accepts connections there, or it closed the connection"
+        }
+        Failure::Timeout => "did not answer in time",
+    };
+    let secs = up.timeout.as_secs_f64();
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{status} · dashgate</title>\
+<style>body{{font:16px/1.5 system-ui,sans-serif;background:#111;color:#ddd;max-width:40rem;margin:4rem auto;padding:0 1rem}}code{{color:#fc6}}</style>\
+</head><body><h1>The dashboard behind dashgate is down</h1>\
+<p>dashgate let you in, but the upstream dashboard at <code>{url}</code> {what}.</p>\
+<p>Start it (for hermes: <code>hermes dashboard --no-open --skip-build --host 127.0.0.1 --port {port}</code>) \
+and reload this page. dashgate waits {secs} s for an answer.</p>\
+<p><code>{code} {reason}</code> · <a href=\"{OWN_PREFIX}/\" style=\"color:#8cf\">dashgate's own pages</a></p>\
+</body></html>",
+        status = status.as_u16(),
+        url = up.url,
+        port = up.authority.port_u16().unwrap_or(80),
+        code = status.as_u16(),
+    );
+    warp::reply::with_status(warp::reply::html(page), status).into_response()
+}

@@ -1,0 +1,264 @@
+//! The WebSocket relay of upstream mode (SPEC §6).
+//!
+//! The handshake is sent to the upstream first, with hyper's client. Only
+//! when the upstream answers 101 is the client answered 101 (its own
+//! `Sec-WebSocket-Accept`, the subprotocol the upstream chose); any other
+//! answer is relayed as it is, status, headers and body, so a refusal is
+//! never a 101 followed by a close. Then both upgraded connections are
+//! driven by tokio-tungstenite and messages are relayed one by one, which
+//! is what lets a reload close the socket with 4403 and the rule, and lets
+//! dashgate ping the browser (hermes sends no pings; idle proxies drop it).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::header::{
+    self, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::{failure_reply, headers, relay_response, send, OutBody, Upstream};
+use crate::gate::Access;
+use crate::reject::error_reply;
+use crate::server::conns::ConnGuard;
+use crate::server::ws::READ_BUFFER;
+use crate::state::AppState;
+
+/// Largest message (and frame) relayed either way; a bigger one ends the
+/// relay (1009 to the client).
+pub const MAX_RELAY_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// How often dashgate pings the browser side of a relayed socket.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// After one side closed, how long the other has to answer its close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The route name relayed sockets are registered under.
+const ROUTE: &str = "upstream";
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Whether a request is a WebSocket handshake (the checks of RFC 6455
+/// §4.2.1 that `server::ws` makes).
+pub fn is_upgrade(method: &Method, h: &HeaderMap) -> bool {
+    let upgrade_ws = h
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    let conn_upgrade = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    *method == Method::GET
+        && upgrade_ws
+        && conn_upgrade
+        && h.get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13")
+        && h.contains_key(SEC_WEBSOCKET_KEY)
+}
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(MAX_RELAY_MESSAGE))
+        .max_frame_size(Some(MAX_RELAY_MESSAGE))
+}
+
+/// Relay a WebSocket handshake to the upstream, and on its 101 the socket.
+pub async fn relay(
+    state: AppState,
+    up: std::sync::Arc<Upstream>,
+    access: Access,
+    inbound: HeaderMap,
+    on_upgrade: Option<OnUpgrade>,
+) -> Response {
+    let Some(client_key) = inbound.get(SEC_WEBSOCKET_KEY).cloned() else {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "bad_header",
+            "no Sec-WebSocket-Key",
+        );
+    };
+    let Some(on_upgrade) = on_upgrade else {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "bad_header",
+            "this connection cannot be upgraded",
+        );
+    };
+    let uri = match up.uri(&access.facts().path, access.query()) {
+        Ok(u) => u,
+        Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
+    };
+    let live = state.policy();
+    let fa = live.compiled.forward_auth();
+    let out = headers::outbound(&inbound, &Method::GET, &access, &up, true, fa);
+    drop(live);
+    let body: OutBody = Empty::new().map_err(|e| match e {}).boxed_unsync();
+    let mut req = http::Request::new(body);
+    *req.uri_mut() = uri;
+    *req.headers_mut() = out;
+    let html = super::wants_html(&inbound);
+    let mut res = match send(&up, req).await {
+        Ok(res) => res,
+        Err(f) => return failure_reply(&up, f, html),
+    };
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return relay_response(res);
+    }
+    let expected = derive_accept_key(client_key.as_bytes());
+    if res
+        .headers()
+        .get(SEC_WEBSOCKET_ACCEPT)
+        .map(HeaderValue::as_bytes)
+        != Some(expected.as_bytes())
+    {
+        tracing::warn!(upstream = %up.url, "upstream answered 101 with a wrong Sec-WebSocket-Accept");
+        return error_reply(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the upstream's WebSocket handshake is not valid",
+        );
+    }
+    let protocol = res.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
+    let guard = match crate::routes::events::register(&state, ROUTE, access) {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut res);
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::join!(on_upgrade, upstream_upgrade) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(
+                    client = c.is_ok(),
+                    upstream = u.is_ok(),
+                    "relay upgrade failed"
+                );
+                return;
+            }
+        };
+        let client =
+            WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config()))
+                .await;
+        let upstream =
+            WebSocketStream::from_raw_socket(TokioIo::new(upstream), Role::Client, Some(config()))
+                .await;
+        pump(client, upstream, guard).await;
+    });
+    let mut out = Response::default();
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = out.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&expected).expect("base64 is a valid header value"),
+    );
+    if let Some(p) = protocol {
+        h.insert(SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    out
+}
+
+fn close_msg(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    }))
+}
+
+/// Relay messages both ways until one side closes, or the registry tells
+/// the socket to close (a reload, a sign-out, shutdown).
+async fn pump(mut client: Socket, mut upstream: Socket, mut guard: ConnGuard) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            close = guard.wait() => {
+                let _ = client.send(close_msg(close.code, &close.reason)).await;
+                let _ = upstream.send(close_msg(1001, "closed by dashgate")).await;
+                drain(&mut client, &mut upstream).await;
+                return;
+            }
+            _ = ping.tick() => {
+                if client.send(Message::Ping(Default::default())).await.is_err() {
+                    let _ = upstream.close(None).await;
+                    return;
+                }
+            }
+            m = client.next() => match m {
+                Some(Ok(Message::Close(f))) => {
+                    let _ = upstream.send(Message::Close(f)).await;
+                    drain(&mut client, &mut upstream).await;
+                    return;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(m)) => {
+                    if upstream.send(m).await.is_err() {
+                        let _ = client.send(close_msg(1011, "upstream connection lost")).await;
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "relay: client side failed");
+                    let code = if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) { 1009 } else { 1002 };
+                    let _ = client.send(close_msg(code, "message not relayed")).await;
+                    let _ = upstream.send(close_msg(1001, "client went away")).await;
+                    drain(&mut client, &mut upstream).await;
+                    return;
+                }
+                None => {
+                    let _ = upstream.send(close_msg(1001, "client went away")).await;
+                    drain(&mut client, &mut upstream).await;
+                    return;
+                }
+            },
+            m = upstream.next() => match m {
+                Some(Ok(Message::Close(f))) => {
+                    let _ = client.send(Message::Close(f)).await;
+                    drain(&mut client, &mut upstream).await;
+                    return;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(m)) => {
+                    if client.send(m).await.is_err() {
+                        let _ = upstream.send(close_msg(1001, "client went away")).await;
+                        drain(&mut client, &mut upstream).await;
+                        return;
+                    }
+                }
+                Some(Err(_)) | None => {
+                    let _ = client.send(close_msg(1011, "upstream connection lost")).await;
+                    drain(&mut client, &mut upstream).await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Read both sides until each has finished its closing handshake (or the
+/// grace time is over), so close frames are answered, not cut off.
+async fn drain(client: &mut Socket, upstream: &mut Socket) {
+    let both = async {
+        tokio::join!(
+            async { while let Some(Ok(_)) = client.next().await {} },
+            async { while let Some(Ok(_)) = upstream.next().await {} },
+        )
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, both).await;
+}

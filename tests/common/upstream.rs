@@ -1,0 +1,239 @@
+//! A test upstream for upstream mode: a hyper server on 127.0.0.1:0.
+//!
+//! * any path: 200 JSON of what it got (`method`, `path`, `query`,
+//!   `headers` as `[name, value]` pairs, `body`).
+//! * `/stream`: a chunked body whose first chunk is sent at once and whose
+//!   last waits for [`TestUpstream::release`] (bounded: 10 s).
+//! * `/sleep`: answers after 3 s.
+//! * `/ws/echo`: a WebSocket that picks the last subprotocol offered, sends
+//!   the handshake it got (as the JSON above) as its first text frame, then
+//!   echoes; the text `close-me` makes it close with 4001 `upstream bye`.
+//! * `/ws/refuse`: refuses the handshake with 403 and `refused by upstream`.
+//!
+//! [`TestUpstream::stop`] closes the listener and every open connection.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    release: Arc<Notify>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl TestUpstream {
+    pub async fn start() -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let release = Arc::new(Notify::new());
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (rel, ts) = (release.clone(), tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let rel = rel.clone();
+                let svc = hyper::service::service_fn(move |req| handle(req, rel.clone()));
+                let conn = tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+                ts.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        TestUpstream {
+            addr,
+            release,
+            tasks,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Let `/stream` send its last chunk.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    /// Stop listening and drop every connection (WebSockets included).
+    pub fn stop(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// What a request looked like, as JSON.
+fn seen(req: &Request<Incoming>, body: &str) -> serde_json::Value {
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    serde_json::json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "headers": headers,
+        "body": body,
+    })
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    release: Arc<Notify>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    Ok(match path.as_str() {
+        "/ws/refuse" => full(StatusCode::FORBIDDEN, "refused by upstream"),
+        "/ws/echo" => ws_echo(req),
+        "/sleep" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            full(StatusCode::OK, "slept")
+        }
+        "/stream" => {
+            let chunks = futures_util::stream::unfold(0u8, move |n| {
+                let release = release.clone();
+                async move {
+                    match n {
+                        0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from("first\n"))), 1)),
+                        1 => {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(10), release.notified())
+                                    .await;
+                            Some((Ok(Frame::data(Bytes::from("last\n"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(chunks)))
+        }
+        _ => {
+            let json_head = seen(&req, "");
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut v = json_head;
+            v["body"] = String::from_utf8_lossy(&body).into_owned().into();
+            let mut r = full(StatusCode::OK, v.to_string());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
+            r
+        }
+    })
+}
+
+fn ws_echo(mut req: Request<Incoming>) -> Response<Body> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return full(StatusCode::BAD_REQUEST, "not a websocket handshake");
+    };
+    let hello = seen(&req, "").to_string();
+    let protocol = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .next_back();
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
+        let _ = ws.send(Message::text(hello)).await;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Text(t) if t.as_str() == "close-me" => {
+                    let _ = ws
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(4001),
+                            reason: "upstream bye".into(),
+                        })))
+                        .await;
+                }
+                Message::Text(_) | Message::Binary(_) => {
+                    let sent = ws.send(m).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut r = full(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert("connection", "upgrade".parse().unwrap());
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert(
+        "sec-websocket-accept",
+        derive_accept_key(key.as_bytes()).parse().unwrap(),
+    );
+    if let Some(p) = protocol {
+        h.insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    r
+}
+
+/// The value of header `name` in an echo's JSON (`None` when absent).
+pub fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    echo["headers"]
+        .as_array()?
+        .iter()
+        .find(|p| p[0].as_str() == Some(name))
+        .and_then(|p| p[1].as_str())
+}
+
+/// Every value of header `name` in an echo's JSON.
+pub fn headers_named<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p[0].as_str() == Some(name))
+                .filter_map(|p| p[1].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
