@@ -70,6 +70,7 @@ pub(crate) struct SpawnSpec<'a> {
     pub cols: u16,
     pub rows: u16,
     pub token_sha256: Option<[u8; 32]>,
+    pub owner: String,
 }
 
 /// A running (or recently exited) chat session.
@@ -78,6 +79,9 @@ pub struct Session {
     command: Vec<String>,
     pid: u32,
     created_at: SystemTime,
+    /// The principal that started it (`anonymous` for an `allow` rule's
+    /// anonymous caller): it, and `chat.see_all` groups, see the session.
+    owner: String,
     /// SHA-256 of the internal credential in `DASHGATE_EVENTS_URL`; the
     /// token itself lives only in the child's environment.
     pub(crate) token_sha256: Option<[u8; 32]>,
@@ -166,6 +170,7 @@ impl Session {
             command: spec.command.to_vec(),
             pid,
             created_at: SystemTime::now(),
+            owner: spec.owner,
             token_sha256: spec.token_sha256,
             state: Mutex::new(State {
                 ring: Scrollback::default(),
@@ -207,6 +212,11 @@ impl Session {
         &self.command
     }
 
+    /// The principal that started the session.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The child's pid (also its process group id).
     pub fn pid(&self) -> u32 {
         self.pid
@@ -246,6 +256,8 @@ impl Session {
             cols: st.cols,
             rows: st.rows,
             viewers: st.viewers.len(),
+            owner: self.owner.clone(),
+            watchers: st.viewers.iter().map(|v| v.watcher()).collect(),
             status: if st.exit.is_some() {
                 SessionStatus::Exited
             } else {
