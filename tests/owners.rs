@@ -290,3 +290,75 @@ async fn a_read_only_viewer_watches_live_but_never_types_and_a_reload_closes_it(
     let note = next_text(&mut again, T).await.unwrap();
     assert!(note.contains("read_only"), "{note}");
 }
+
+#[tokio::test]
+async fn a_proxy_names_groups_under_its_secret_and_a_rule_matches_them() {
+    const SECRET: &str = "proxy-secret-for-groups-1234";
+    let (_d, path) = policy_file(&format!(
+        r#"version: 1
+trusted_proxies: [loopback]
+credentials:
+  startup_token: false
+  forward_auth:
+    user_header: Remote-User
+    secret_header: X-Proxy-Secret
+    secret_sha256: "{}"
+    groups_header: Remote-Groups
+rules:
+  - {{ name: health, paths: [/healthz], action: allow }}
+  - {{ name: reviewers watch, groups: [reviewers], access: read, action: authenticate }}
+  - {{ name: dev works, groups: [dev], action: authenticate }}
+  - {{ name: nobody else, action: deny }}
+"#,
+        h(SECRET)
+    ));
+    let s = launch().policy(&path).start();
+    let who = |groups: Option<&'static str>, secret: &'static str| {
+        let mut r = http()
+            .get(s.url("/api/whoami"))
+            .header("remote-user", "erin")
+            .header("x-proxy-secret", secret);
+        if let Some(g) = groups {
+            r = r.header("remote-groups", g);
+        }
+        r.send()
+    };
+    let r = who(Some("staff, reviewers"), SECRET).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["groups"], json!(["staff", "reviewers"]), "{me}");
+    assert_eq!(
+        (&me["rule"], &me["access"]),
+        (&json!("reviewers watch"), &json!("read"))
+    );
+    let r = who(Some("dev"), SECRET).await.unwrap();
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&me["rule"], &me["access"]),
+        (&json!("dev works"), &json!("full"))
+    );
+    // No groups: a signed-in non-member falls through to the deny rule.
+    let r = who(None, SECRET).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["rule"], "nobody else", "{body}");
+    // Without the secret neither the user nor its groups are believed: an
+    // anonymous caller at a group rule is asked to sign in.
+    let r = who(Some("dev"), "wrong").await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A read-only admission's POST: 403 read_only, naming the rule.
+    let r = http()
+        .post(s.url("/api/sessions"))
+        .header("remote-user", "erin")
+        .header("x-proxy-secret", SECRET)
+        .header("remote-groups", "reviewers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&body["reason"], &body["rule"]),
+        (&json!("read_only"), &json!("reviewers watch"))
+    );
+}
