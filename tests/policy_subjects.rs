@@ -257,6 +257,19 @@ fn unknown_groups_and_users_are_located_errors() {
     ))
     .unwrap_err();
     assert!(err.starts_with("team.yaml:4:"), "{err}");
+    // `startup` and `anonymous` are principals already: no token or user
+    // may take their names.
+    for name in ["startup", "anonymous"] {
+        let err = load(&format!(
+            "version: 1\ncredentials:\n  tokens:\n    - {{ name: {name}, sha256: \"{SHA}\" }}\nrules: [{{ action: allow }}]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("team.yaml:4:15: credentials.tokens[0].name: token name"),
+            "{err}"
+        );
+        assert!(err.contains("is reserved"), "{err}");
+    }
     // Forward auth: its users (and, with a groups header, its groups) cannot
     // be known in advance, so any name is taken.
     load(&format!(

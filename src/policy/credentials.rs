@@ -391,6 +391,15 @@ fn check_name(
             format!("empty {what} name (expected a name)"),
         ));
     }
+    // `startup` names the startup token in rules' `users`, and `anonymous`
+    // owns the chat sessions of callers without a credential: a token or
+    // user of either name would be mistaken for them.
+    if name == "startup" || name == "anonymous" {
+        return Err(Located::value(
+            path.key("name"),
+            format!("{what} name {name:?} is reserved (`startup` is the startup token, `anonymous` a caller without a credential; expected another name)"),
+        ));
+    }
     if seen.iter().any(|n| n == name) {
         return Err(Located::value(
             path.key("name"),
