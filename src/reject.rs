@@ -78,6 +78,7 @@ impl Denied {
             Reason::RuleDeny => "denied by policy",
             Reason::NoRuleMatched => "no policy rule matched this request",
             Reason::TooManyFailures => "too many failed credentials from this address",
+            Reason::ReadOnly => "read-only access: this request would change something",
         }
     }
 }
@@ -123,6 +124,12 @@ pub fn error_reply(status: StatusCode, reason: &str, error: &str) -> Response {
         rule: None,
     };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// The 403 `read_only` of a route refusing a read-only admission (a
+/// publish socket, a chat session's creation), naming the admitting rule.
+pub fn read_only_reply(rule: Option<&Arc<str>>) -> Response {
+    denied_reply(&Denied::new(Reason::ReadOnly, rule.cloned()))
 }
 
 /// The reply for a [`Denied`].

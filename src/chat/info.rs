@@ -46,11 +46,26 @@ pub struct SessionInfo {
     pub rows: u16,
     /// Viewers attached now.
     pub viewers: usize,
+    /// The principal that started the session (`anonymous` without a
+    /// credential).
+    pub owner: String,
+    /// Who is watching: each attached viewer's principal and whether it
+    /// is read-only.
+    pub watchers: Vec<Watcher>,
     pub status: SessionStatus,
     /// Exit status once exited normally.
     pub exit_code: Option<i32>,
     /// Signal number once ended by a signal.
     pub exit_signal: Option<i32>,
+}
+
+/// One attached viewer, as `GET /api/sessions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watcher {
+    /// The viewer's principal (`anonymous` without a credential).
+    pub principal: String,
+    /// Attached under `access: read`: sees output, cannot type.
+    pub read_only: bool,
 }
 
 /// `SystemTime` as RFC 3339 UTC (`2024-05-01T12:34:56Z`), without pulling in

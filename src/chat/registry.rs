@@ -77,6 +77,20 @@ impl Registry {
     /// [`ChatError::ShuttingDown`], [`ChatError::Spawn`] (the command could not
     /// be started, e.g. not found).
     pub fn create(&self, cols: u16, rows: u16) -> Result<Arc<Session>, ChatError> {
+        self.create_owned(cols, rows, "anonymous")
+    }
+
+    /// [`Self::create`] for the principal `owner` (SPEC §2.5: it, and
+    /// `chat.see_all` groups, see the session).
+    ///
+    /// # Errors
+    /// As [`Self::create`].
+    pub fn create_owned(
+        &self,
+        cols: u16,
+        rows: u16,
+        owner: &str,
+    ) -> Result<Arc<Session>, ChatError> {
         check_size(cols, rows)?;
         if self.cfg.command.is_empty() {
             return Err(ChatError::Spawn("the chat command is empty".into()));
@@ -111,6 +125,7 @@ impl Registry {
                 cols,
                 rows,
                 token_sha256,
+                owner: owner.to_owned(),
             },
             self.on_event.clone(),
             Box::new(move |s: &Arc<Session>| {
@@ -124,10 +139,15 @@ impl Registry {
         self.sessions.write().insert(id.clone(), session.clone());
         self.start_sweeper();
 
-        tracing::info!(session = %id, pid = session.pid(), command = ?self.cfg.command, "chat session started");
+        tracing::info!(session = %id, pid = session.pid(), owner, command = ?self.cfg.command, "chat session started");
         (self.on_event)(
             "session.created",
-            serde_json::json!({ "id": id, "command": self.cfg.command, "pid": session.pid() }),
+            serde_json::json!({
+                "id": id,
+                "command": self.cfg.command,
+                "pid": session.pid(),
+                "owner": owner,
+            }),
         );
         Ok(session)
     }

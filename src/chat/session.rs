@@ -72,6 +72,7 @@ pub(crate) struct SpawnSpec<'a> {
     pub cols: u16,
     pub rows: u16,
     pub token_sha256: Option<[u8; 32]>,
+    pub owner: String,
 }
 
 /// A running (or recently exited) chat session.
@@ -80,6 +81,9 @@ pub struct Session {
     command: Vec<String>,
     pid: u32,
     created_at: SystemTime,
+    /// The principal that started it (`anonymous` for an `allow` rule's
+    /// anonymous caller): it, and `chat.see_all` groups, see the session.
+    owner: String,
     /// SHA-256 of the internal credential in `DASHGATE_EVENTS_URL`; the
     /// token itself lives only in the child's environment.
     pub(crate) token_sha256: Option<[u8; 32]>,
@@ -168,6 +172,7 @@ impl Session {
             command: spec.command.to_vec(),
             pid,
             created_at: SystemTime::now(),
+            owner: spec.owner,
             token_sha256: spec.token_sha256,
             state: Mutex::new(State {
                 ring: Scrollback::default(),
@@ -209,6 +214,11 @@ impl Session {
         &self.command
     }
 
+    /// The principal that started the session.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The child's pid (also its process group id).
     pub fn pid(&self) -> u32 {
         self.pid
@@ -248,6 +258,8 @@ impl Session {
             cols: st.cols,
             rows: st.rows,
             viewers: st.viewers.len(),
+            owner: self.owner.clone(),
+            watchers: st.viewers.iter().map(|v| v.watcher()).collect(),
             status: if st.exit.is_some() {
                 SessionStatus::Exited
             } else {

@@ -39,6 +39,18 @@ pub(crate) struct ViewerSlot {
     id: u64,
     tx: mpsc::Sender<Bytes>,
     shared: Arc<Shared>,
+    /// Who is watching, for the Sessions page.
+    who: String,
+    read_only: bool,
+}
+
+impl ViewerSlot {
+    pub(crate) fn watcher(&self) -> super::info::Watcher {
+        super::info::Watcher {
+            principal: self.who.clone(),
+            read_only: self.read_only,
+        }
+    }
 }
 
 /// Shared between the reader (which adds) and the viewer (which takes).
@@ -137,6 +149,15 @@ impl Session {
     /// # Errors
     /// [`ChatError::TooManyViewers`] past [`MAX_VIEWERS_PER_SESSION`].
     pub fn attach(self: &Arc<Self>) -> Result<Viewer, ChatError> {
+        self.attach_as("anonymous", false)
+    }
+
+    /// [`Self::attach`] for the principal `who`, shown among the session's
+    /// watchers (with `read_only` when it may not type).
+    ///
+    /// # Errors
+    /// [`ChatError::TooManyViewers`] past [`MAX_VIEWERS_PER_SESSION`].
+    pub fn attach_as(self: &Arc<Self>, who: &str, read_only: bool) -> Result<Viewer, ChatError> {
         let (tx, rx) = mpsc::channel(VIEWER_QUEUE_CHUNKS);
         let shared = Arc::new(Shared::default());
         let mut st = self.state.lock();
@@ -152,6 +173,8 @@ impl Session {
                 id,
                 tx,
                 shared: shared.clone(),
+                who: who.to_owned(),
+                read_only,
             });
             st.idle_since = None;
         }

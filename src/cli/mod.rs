@@ -179,12 +179,21 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub origin: Option<String>,
     /// A bearer token to present.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "user")]
     pub token: Option<String>,
     /// Decide as `serve --upstream URL` would: the presets name dashgate's
     /// own paths under `/.dashgate/`, every other path is the upstream's.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
+    /// Present a signed-in principal by name: a user, a token's name,
+    /// `startup`, or (with forward auth) a forwarded user; its groups come
+    /// from the policy's credentials.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A forwarded user's groups (as its proxy's groups header would name
+    /// them); repeatable.
+    #[arg(long = "group", value_name = "GROUP", requires = "user")]
+    pub groups: Vec<String>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

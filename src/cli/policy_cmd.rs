@@ -212,6 +212,13 @@ fn explain(args: &ExplainArgs) -> i32 {
         (None, None) => return fail("give --from IP or --peer IP"),
     };
     let token = args.token.as_deref().or(headers.bearer.as_deref());
+    let credential = match &args.user {
+        None => credential(&policy, token),
+        Some(name) => match policy.principal_named(name, &args.groups) {
+            Ok(p) => Credential::Valid(p),
+            Err(e) => return fail(&e),
+        },
+    };
     let facts = Facts {
         peer: peer.to_canonical(),
         client: view.as_ref().map_or(peer.to_canonical(), |v| v.client),
@@ -229,7 +236,7 @@ fn explain(args: &ExplainArgs) -> i32 {
         } else {
             Transport::Http
         },
-        credential: credential(&policy, token),
+        credential,
     };
     let explanation = policy.explain(&facts);
     if args.json {

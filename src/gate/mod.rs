@@ -23,7 +23,9 @@ use std::task::{Context, Poll};
 
 use warp::{Filter, Rejection};
 
-use crate::policy::{CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest, Transport};
+use crate::policy::{
+    AccessLevel, CompiledPolicy, Credential, Facts, Principal, Reason, TokenDigest, Transport,
+};
 use crate::reject::Denied;
 use crate::state::{AppState, LivePolicy};
 
@@ -40,8 +42,9 @@ pub enum Presented {
     None,
     /// A bearer token (`Authorization: Bearer` or `?token=`), hashed.
     Token(TokenDigest),
-    /// A user named by a trusted proxy's forward-auth header.
-    Forwarded(String),
+    /// A user named by a trusted proxy's forward-auth header, with the
+    /// groups of its groups header.
+    Forwarded(String, Vec<String>),
     /// The `dashgate_session` cookie of a signed-in browser.
     Cookie(String),
 }
@@ -51,7 +54,7 @@ impl std::fmt::Debug for Presented {
         match self {
             Presented::None => f.write_str("None"),
             Presented::Token(_) => f.write_str("Token(<redacted>)"),
-            Presented::Forwarded(u) => write!(f, "Forwarded({u:?})"),
+            Presented::Forwarded(u, g) => write!(f, "Forwarded({u:?}, {g:?})"),
             Presented::Cookie(_) => f.write_str("Cookie(<redacted>)"),
         }
     }
@@ -69,6 +72,13 @@ pub struct Access(Arc<Admission>);
 #[derive(Debug)]
 pub struct Admission {
     pub principal: Principal,
+    /// The principal's groups under the policy that decided (its
+    /// credential's `groups:`, or a forwarded user's header).
+    pub groups: Vec<String>,
+    /// What the deciding rule's `access:` lets it do (SPEC §2.5): a `read`
+    /// admission's sockets receive but do not send. (Unsafe methods under
+    /// it never get here: `decide` refuses them with `read_only`.)
+    pub access: AccessLevel,
     /// The rule that allowed the request.
     pub rule: Option<Arc<str>>,
     /// A browser opened a page with a valid `?token=`: the route is replaced
@@ -87,6 +97,17 @@ impl std::ops::Deref for Access {
 }
 
 impl Admission {
+    /// Whether the admitting rule made this request read-only.
+    pub fn read_only(&self) -> bool {
+        self.access == AccessLevel::Read
+    }
+
+    /// The name the caller's chat sessions are owned by (`anonymous` for
+    /// an `allow` rule's anonymous caller).
+    pub fn owner(&self) -> String {
+        self.principal.owner()
+    }
+
     /// The facts the decision was made on (kept by WebSockets for re-checks).
     pub fn facts(&self) -> &Facts {
         &self.read.facts
@@ -241,9 +262,10 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 pub fn resolve(state: &AppState, policy: &CompiledPolicy, p: &Presented) -> Credential {
     match p {
         Presented::None => Credential::None,
-        Presented::Forwarded(name) => {
-            Credential::Valid(Principal::Forwarded { name: name.clone() })
-        }
+        Presented::Forwarded(name, groups) => Credential::Valid(Principal::Forwarded {
+            name: name.clone(),
+            groups: groups.clone(),
+        }),
         // An unknown or expired cookie is no credential (a stale browser is
         // sent to sign in, not counted as an attack: ids are 256-bit random).
         Presented::Cookie(id) => state
@@ -337,6 +359,8 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
     }
     match verdict {
         Ok(principal) => Ok(Access(Arc::new(Admission {
+            groups: policy.groups_of(&principal).to_vec(),
+            access: index.map_or(AccessLevel::Full, |i| policy.rule_access(i)),
             token_visit: r.html
                 && token
                 && matches!(facts.credential, Credential::Valid(_))
@@ -445,4 +469,41 @@ pub fn redecide(
     );
     facts.credential = resolve_request(state, policy, access.presented(), internal);
     policy.decide(&facts)
+}
+
+/// What an open socket is allowed under `policy` now, decided again like
+/// [`redecide`]: `Err` with the close frame's reason when it must go (the
+/// rule that refuses it, or `read-only now (rule …)` when it was admitted
+/// with full access and the new policy gives it read access only: a socket
+/// is closed so it reconnects read-only, never downgraded silently).
+/// `Ok` carries the principal's groups now.
+pub fn still_allowed(
+    state: &AppState,
+    policy: &CompiledPolicy,
+    access: &Access,
+) -> Result<Vec<String>, String> {
+    let mut facts = access.facts().clone();
+    let ws = facts.transport == Transport::Ws;
+    let internal = internal_allowed(
+        facts.peer,
+        facts.client,
+        &facts.path,
+        pub_path(state),
+        ws,
+        None,
+    );
+    facts.credential = resolve_request(state, policy, access.presented(), internal);
+    let (verdict, index) = policy.decide_indexed(&facts);
+    let rule = index.map(|i| policy.rule_name(i).0.to_string());
+    match verdict {
+        Err(reason) => Err(rule.unwrap_or_else(|| reason.as_str().to_owned())),
+        Ok(p) => {
+            let now = index.map_or(AccessLevel::Full, |i| policy.rule_access(i));
+            if now == AccessLevel::Read && access.access == AccessLevel::Full {
+                let rule = rule.as_deref().unwrap_or("-");
+                return Err(format!("read-only now (rule: {rule})"));
+            }
+            Ok(policy.groups_of(&p).to_vec())
+        }
+    }
 }

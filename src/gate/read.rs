@@ -116,7 +116,7 @@ pub(super) fn read(
     let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
         return Err(deny(client, Reason::BadForwardingHeader));
     };
-    let mut presented = presented(&seen, headers, query, forwarded, true);
+    let mut presented = presented(&seen, headers, query, forwarded.clone(), true);
     let ws = transport == Transport::Ws;
     let pub_path = super::pub_path(state);
     let internal = internal_allowed(peer_ip, client, path, pub_path, ws, Some(headers));
@@ -292,7 +292,7 @@ fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
-    forwarded: Option<&str>,
+    forwarded: Option<(&str, Vec<String>)>,
     tokens: bool,
 ) -> Presented {
     if let Some(token) = seen
@@ -316,7 +316,7 @@ fn presented(
         }
     }
     if let Some(user) = forwarded {
-        return Presented::Forwarded(user.to_string());
+        return Presented::Forwarded(user.0.to_string(), user.1);
     }
     Presented::None
 }
@@ -326,12 +326,14 @@ fn presented(
 /// loopback proxy every local process is a trusted peer). Without the
 /// secret, or with a wrong one, the header names nobody. From a peer that
 /// is not a trusted proxy both headers are ignored, whatever they hold.
-/// `Err` when a trusted peer sends either header more than once.
+/// The user's groups come from `groups_header`, when the policy names one,
+/// under the same secret. `Err` when a trusted peer sends any of the
+/// headers more than once.
 fn forwarded_user<'h>(
     headers: &'h HeaderMap,
     policy: &CompiledPolicy,
     peer_trusted: bool,
-) -> Result<Option<&'h str>, ()> {
+) -> Result<Option<(&'h str, Vec<String>)>, ()> {
     let Some(fa) = policy.forward_auth().filter(|_| peer_trusted) else {
         return Ok(None);
     };
@@ -346,6 +348,10 @@ fn forwarded_user<'h>(
     };
     let user = once(&fa.user_header)?;
     let secret = once(&fa.secret_header)?;
+    let groups = match &fa.groups_header {
+        Some(h) => once(h)?,
+        None => None,
+    };
     let Some(user) = user
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -360,7 +366,11 @@ fn forwarded_user<'h>(
         );
         return Ok(None);
     }
-    Ok(Some(user))
+    let groups = groups
+        .and_then(|v| v.to_str().ok())
+        .map(crate::policy::split_groups)
+        .unwrap_or_default();
+    Ok(Some((user, groups)))
 }
 
 /// Whether a chat child's internal credential (the token in its

@@ -126,6 +126,8 @@ pub struct CompiledPolicy {
     pub(crate) origins: OriginSet,
     pub(crate) creds: Credentials,
     pub(crate) auth_failures: u32,
+    /// `chat.see_all`: groups that see every chat session.
+    pub(crate) see_all: Vec<String>,
     /// The merged file with secrets cleared, for `effective()`.
     pub(crate) merged: PolicyFile,
 }
@@ -433,6 +435,38 @@ impl CompiledPolicy {
             .find(|(n, _)| n == user)
             .map(|(_, h)| h.as_str())
     }
+    /// The principal `policy explain --user NAME` stands for: a user, else a
+    /// token of that name, else `startup`, else (with forward auth) a
+    /// forwarded user in `groups`. Groups are only taken for a forwarded
+    /// user: the others' come from `credentials`.
+    ///
+    /// # Errors
+    /// No credential has that name, or groups given for one that has.
+    pub fn principal_named(&self, name: &str, groups: &[String]) -> Result<Principal, String> {
+        let c = &self.creds;
+        let p = if c.users.iter().any(|(n, _)| n == name) {
+            Principal::User { name: name.into() }
+        } else if c.tokens.iter().any(|(n, _)| n == name) {
+            Principal::Token { name: name.into() }
+        } else if name == "startup" {
+            Principal::StartupToken
+        } else if c.forward_auth.is_some() {
+            return Ok(Principal::Forwarded {
+                name: name.into(),
+                groups: groups.to_vec(),
+            });
+        } else {
+            return Err(format!(
+                "--user {name}: no user or token of that name in the policy's credentials"
+            ));
+        };
+        if !groups.is_empty() {
+            return Err(format!(
+                "--group is for forwarded users; {name}'s groups come from the policy's credentials"
+            ));
+        }
+        Ok(p)
+    }
     /// Whether the startup token is accepted (`credentials.startup_token`).
     pub fn startup_token_enabled(&self) -> bool {
         self.creds.startup_token
@@ -573,12 +607,26 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
             };
             let rule = compile_rule(rf, rules.len() + 1, &layer.label, &mut nets, &path)
                 .map_err(|e| e.in_layer(l))?;
+            check_subjects(&rule, &creds, &path).map_err(|e| e.in_layer(l))?;
             let mut shown = rf.clone();
             shown.name = Some(rule.name.to_string());
             merged_rules.push(shown);
             rules.push(rule);
         }
     }
+
+    let see_all = match first(layers, |f| f.chat.as_ref()?.see_all.as_ref()) {
+        None => Vec::new(),
+        Some((l, list)) => {
+            let here = root.key("chat").key("see_all");
+            for (i, g) in list.iter().enumerate() {
+                if !creds.knows_group(g) {
+                    return Err(Located::value(here.index(i), unknown_group(g)).in_layer(l));
+                }
+            }
+            list.clone()
+        }
+    };
 
     let merged = PolicyFile {
         version: 1,
@@ -590,6 +638,9 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
         credentials: Some(merged_creds),
         limits: Some(super::file::LimitsFile {
             auth_failures_per_minute: Some(i64::from(auth_failures)),
+        }),
+        chat: (!see_all.is_empty()).then(|| super::file::ChatFile {
+            see_all: Some(see_all.clone()),
         }),
         rules: merged_rules,
     };
@@ -606,6 +657,37 @@ fn compile(layers: &[Layer], ctx: &LoadContext) -> Result<CompiledPolicy, Locate
         origins,
         creds,
         auth_failures,
+        see_all,
         merged,
     })
+}
+
+fn unknown_group(g: &str) -> String {
+    format!(
+        "no credential is in group {g:?} (expected a group listed under a token's or user's \
+         `groups:` in credentials; a typo would match nobody)"
+    )
+}
+
+/// A rule's `users` and `groups` must name principals and groups some
+/// credential has: a typo would otherwise silently match nobody.
+fn check_subjects(rule: &Rule, creds: &Credentials, path: &KeyPath) -> Result<(), Located> {
+    for (i, u) in rule.users.iter().flatten().enumerate() {
+        if !creds.knows_user(u) {
+            let msg = format!(
+                "no credential is named {u:?} (expected a token or user name from \
+                 credentials, or `startup`; a typo would match nobody)"
+            );
+            return Err(Located::value(path.key("users").index(i), msg));
+        }
+    }
+    for (i, g) in rule.groups.iter().flatten().enumerate() {
+        if !creds.knows_group(g) {
+            return Err(Located::value(
+                path.key("groups").index(i),
+                unknown_group(g),
+            ));
+        }
+    }
+    Ok(())
 }

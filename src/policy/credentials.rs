@@ -7,6 +7,7 @@
 //! cheap; passwords are chosen by people, so they get a slow, salted hash and
 //! are only checked at sign-in.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -78,6 +79,10 @@ pub(crate) struct Credentials {
     pub users: Vec<(String, String)>,
     pub forward_auth: Option<ForwardAuth>,
     pub session_ttl: Duration,
+    /// `groups:` of each token, by token name (absent: none).
+    pub token_groups: HashMap<String, Vec<String>>,
+    /// `groups:` of each user, by user name (absent: none).
+    pub user_groups: HashMap<String, Vec<String>>,
 }
 
 /// `credentials.forward_auth` compiled: the user header is believed only
@@ -88,6 +93,8 @@ pub struct ForwardAuth {
     pub user_header: String,
     /// The header carrying the proxy's shared secret.
     pub secret_header: String,
+    /// The header naming the user's groups, comma-separated, if any.
+    pub groups_header: Option<String>,
     secret_sha256: [u8; 32],
 }
 
@@ -104,6 +111,7 @@ impl std::fmt::Debug for ForwardAuth {
         f.debug_struct("ForwardAuth")
             .field("user_header", &self.user_header)
             .field("secret_header", &self.secret_header)
+            .field("groups_header", &self.groups_header)
             .finish_non_exhaustive()
     }
 }
@@ -116,11 +124,50 @@ impl Default for Credentials {
             users: Vec::new(),
             forward_auth: None,
             session_ttl: DEFAULT_SESSION_TTL,
+            token_groups: HashMap::new(),
+            user_groups: HashMap::new(),
         }
     }
 }
 
 impl Credentials {
+    /// The groups `credentials` gives a principal (a forwarded user's come
+    /// from its proxy's header and travel with it).
+    pub fn groups_of<'a>(&'a self, p: &'a super::Principal) -> &'a [String] {
+        use super::Principal as P;
+        let found = match p {
+            P::Token { name } => self.token_groups.get(name),
+            P::User { name } => self.user_groups.get(name),
+            P::Forwarded { groups, .. } => return groups,
+            _ => None,
+        };
+        found.map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether some credential can carry `group`: listed under a token or a
+    /// user, or any group when a proxy names groups (they are not known in
+    /// advance).
+    pub fn knows_group(&self, group: &str) -> bool {
+        self.forward_auth
+            .as_ref()
+            .is_some_and(|f| f.groups_header.is_some())
+            || self
+                .token_groups
+                .values()
+                .chain(self.user_groups.values())
+                .any(|gs| gs.iter().any(|g| g == group))
+    }
+
+    /// Whether some credential can be the principal `name`: `startup`, a
+    /// token, a user, or anyone when forward auth is configured (a proxy's
+    /// users are not known in advance).
+    pub fn knows_user(&self, name: &str) -> bool {
+        name == "startup"
+            || self.forward_auth.is_some()
+            || self.tokens.iter().any(|(n, _)| n == name)
+            || self.users.iter().any(|(n, _)| n == name)
+    }
+
     /// The principal of a bearer token listed under `tokens`. Every stored
     /// hash is compared, in constant time, so timing tells nothing about
     /// which one (or whether one) matched.
@@ -187,11 +234,16 @@ pub(crate) fn compile<'a>(
             check_name(&t.name, &mut seen, &path, "token").map_err(|e| e.in_layer(l))?;
             let hash = parse_sha256(&t.sha256)
                 .map_err(|m| Located::value(path.key("sha256"), m).in_layer(l))?;
+            let groups = check_groups(t.groups.as_ref(), &path).map_err(|e| e.in_layer(l))?;
             if !creds.tokens.iter().any(|(n, _)| *n == t.name) {
                 creds.tokens.push((t.name.clone(), hash));
+                if let Some(g) = groups {
+                    creds.token_groups.insert(t.name.clone(), g);
+                }
                 let entry = TokenFile {
                     name: t.name.clone(),
                     sha256: String::new(),
+                    groups: t.groups.clone(),
                 };
                 shown.tokens.get_or_insert_with(Vec::new).push(entry);
             }
@@ -202,11 +254,16 @@ pub(crate) fn compile<'a>(
             check_name(&u.name, &mut seen, &path, "user").map_err(|e| e.in_layer(l))?;
             check_password_hash(&u.password_hash)
                 .map_err(|m| Located::value(path.key("password_hash"), m).in_layer(l))?;
+            let groups = check_groups(u.groups.as_ref(), &path).map_err(|e| e.in_layer(l))?;
             if !creds.users.iter().any(|(n, _)| *n == u.name) {
                 creds.users.push((u.name.clone(), u.password_hash.clone()));
+                if let Some(g) = groups {
+                    creds.user_groups.insert(u.name.clone(), g);
+                }
                 let entry = UserFile {
                     name: u.name.clone(),
                     password_hash: String::new(),
+                    groups: u.groups.clone(),
                 };
                 shown.users.get_or_insert_with(Vec::new).push(entry);
             }
@@ -261,11 +318,65 @@ fn compile_forward_auth(f: &ForwardAuthFile) -> Result<ForwardAuth, Located> {
     }
     let secret_sha256 =
         parse_sha256(secret_sha256).map_err(|m| Located::value(path.key("secret_sha256"), m))?;
+    if let Some(g) = &f.groups_header {
+        header("groups_header", g, "Remote-Groups")?;
+        if g.eq_ignore_ascii_case(&f.user_header) || g.eq_ignore_ascii_case(secret_header) {
+            let msg =
+                format!("{g:?} is also the user_header or secret_header (expected another header)");
+            return Err(Located::value(path.key("groups_header"), msg));
+        }
+    }
     Ok(ForwardAuth {
         user_header: f.user_header.clone(),
         secret_header: secret_header.clone(),
+        groups_header: f.groups_header.clone(),
         secret_sha256,
     })
+}
+
+/// Check a credential's `groups:`: names without commas (a proxy's groups
+/// header is split on them) or surrounding space, each once.
+fn check_groups(
+    groups: Option<&Vec<String>>,
+    path: &KeyPath,
+) -> Result<Option<Vec<String>>, Located> {
+    let Some(groups) = groups else {
+        return Ok(None);
+    };
+    let here = path.key("groups");
+    let mut out: Vec<String> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        if !valid_group(g) {
+            let msg = format!(
+                "{g:?} is not a group name (expected a name without commas or surrounding spaces)"
+            );
+            return Err(Located::value(here.index(i), msg));
+        }
+        if out.contains(g) {
+            return Err(Located::value(
+                here.index(i),
+                format!("duplicate group {g:?}"),
+            ));
+        }
+        out.push(g.clone());
+    }
+    Ok(Some(out))
+}
+
+/// Whether `g` can be a group name: not empty, no comma, no surrounding space.
+pub(crate) fn valid_group(g: &str) -> bool {
+    !g.is_empty() && !g.contains(',') && g.trim() == g
+}
+
+/// The groups of a proxy's groups header: split on commas, trimmed, empty
+/// entries dropped.
+pub fn split_groups(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn check_name(
@@ -278,6 +389,15 @@ fn check_name(
         return Err(Located::value(
             path.key("name"),
             format!("empty {what} name (expected a name)"),
+        ));
+    }
+    // `startup` names the startup token in rules' `users`, and `anonymous`
+    // owns the chat sessions of callers without a credential: a token or
+    // user of either name would be mistaken for them.
+    if name == "startup" || name == "anonymous" {
+        return Err(Located::value(
+            path.key("name"),
+            format!("{what} name {name:?} is reserved (`startup` is the startup token, `anonymous` a caller without a credential; expected another name)"),
         ));
     }
     if seen.iter().any(|n| n == name) {

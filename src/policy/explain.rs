@@ -73,6 +73,13 @@ pub struct RuleLine {
     pub outcome: &'static str,
     /// Each field that missed, in words.
     pub missed: Vec<String>,
+    /// How the caller met the rule's `users` / `groups`, when it names
+    /// any and was reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `read` for a read-only rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<&'static str>,
 }
 
 /// What the client would see.
@@ -83,6 +90,12 @@ pub struct VerdictView {
     pub status: Option<u16>,
     pub reason: Option<&'static str>,
     pub principal: Option<Principal>,
+    /// The principal's groups, when allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `full` or `read`, when allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<&'static str>,
 }
 
 /// The last line: the deciding action and rule.
@@ -100,13 +113,25 @@ impl CompiledPolicy {
         let passed = checks.iter().all(|c| c.outcome != "fail");
         let path = glob::strip_query(&facts.path);
         let mut reached = passed;
+        let groups: &[String] = match &facts.credential {
+            Credential::Valid(p) => self.groups_of(p),
+            _ => &[],
+        };
         let rules = self
             .rules
             .iter()
             .enumerate()
             .map(|(i, r)| {
+                let mut subject = None;
                 let (outcome, missed) = if reached {
-                    let missed = r.misses(facts, path);
+                    let mut missed = r.misses(facts, path);
+                    if missed.is_empty() {
+                        subject = r.subject_words(&facts.credential, groups);
+                        let named = r.subject(&facts.credential, |_| groups);
+                        if named == super::rules::Subject::NotNamed {
+                            missed.push(subject.take().unwrap_or_default());
+                        }
+                    }
                     reached = !missed.is_empty();
                     (
                         if missed.is_empty() {
@@ -126,6 +151,8 @@ impl CompiledPolicy {
                     origin: r.origin.to_string(),
                     outcome,
                     missed,
+                    subject,
+                    access: (r.access == super::AccessLevel::Read).then_some("read"),
                 }
             })
             .collect();
@@ -135,12 +162,19 @@ impl CompiledPolicy {
                 status: None,
                 reason: None,
                 principal: Some(p.clone()),
+                groups: groups.to_vec(),
+                access: self
+                    .decide_indexed(facts)
+                    .1
+                    .map(|i| self.rules[i].access.as_str()),
             },
             Err(r) => VerdictView {
                 allowed: false,
                 status: Some(r.status()),
                 reason: Some(r.as_str()),
                 principal: None,
+                groups: Vec::new(),
+                access: None,
             },
         };
         Explanation {
@@ -237,7 +271,7 @@ fn principal(p: &Principal) -> String {
         Principal::StartupToken => "the startup token".to_owned(),
         Principal::Token { name } => format!("token {name}"),
         Principal::User { name } => format!("user {name}"),
-        Principal::Forwarded { name } => format!("forwarded user {name}"),
+        Principal::Forwarded { name, .. } => format!("forwarded user {name}"),
         Principal::Internal { session } => format!("internal (session {session})"),
     }
 }
@@ -294,11 +328,26 @@ impl fmt::Display for Explanation {
             if !l.missed.is_empty() {
                 write!(f, ": {}", l.missed.join("; "))?;
             }
+            if let Some(s) = &l.subject {
+                write!(f, ": {s}")?;
+            }
+            if let Some(a) = l.access {
+                write!(f, " (access: {a})")?;
+            }
             writeln!(f)?;
         }
         let v = &self.verdict;
         match (&v.principal, v.status, v.reason) {
-            (Some(p), _, _) => writeln!(f, "verdict: allowed as {}", principal(p))?,
+            (Some(p), _, _) => {
+                write!(f, "verdict: allowed as {}", principal(p))?;
+                if !v.groups.is_empty() {
+                    write!(f, " (groups {})", v.groups.join(", "))?;
+                }
+                if v.access == Some("read") {
+                    write!(f, ", read-only")?;
+                }
+                writeln!(f)?;
+            }
             (None, Some(s), Some(reason)) => writeln!(f, "verdict: refused {s} {reason}")?,
             _ => writeln!(f, "verdict: refused")?,
         }

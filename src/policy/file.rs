@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Action, Transport};
+use super::{AccessLevel, Action, Transport};
 
 /// A dashgate policy file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -47,6 +47,9 @@ pub struct PolicyFile {
     /// Rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsFile>,
+    /// Who sees whose chat sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatFile>,
     /// First match wins; no match at all is a deny.
     #[serde(default)]
     pub rules: Vec<RuleFile>,
@@ -75,8 +78,32 @@ pub struct RuleFile {
     /// `http` or `ws`; absent = both. Rarely needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
+    /// Principals by name: token names, user names, forward-auth users,
+    /// `startup` (the startup token). The rule matches only a valid
+    /// credential naming one of them; an anonymous caller reaching it is
+    /// asked to sign in (401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// Group names (`groups:` of tokens and users, or the forward-auth
+    /// groups header); matched like `users`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// `full` (the default) or `read`: a read-only admission (unsafe
+    /// methods 403 `read_only`, sockets that receive but do not send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessLevel>,
     /// What to do when the rule matches.
     pub action: Action,
+}
+
+/// `chat:`: who sees whose chat sessions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatFile {
+    /// Groups whose members see, attach to and end every principal's chat
+    /// sessions (everyone else: only their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub see_all: Option<Vec<String>>,
 }
 
 /// `allowed_origins`: the word `same-host`, or a list of origins (which may
@@ -169,6 +196,9 @@ pub struct TokenFile {
     /// SHA-256 of the token, 64 hex digits. (Dropped from `/api/policy`.)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// Groups the token's principal is in (rules' `groups`, `chat.see_all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
 }
 
 /// One user of the login page.
@@ -180,6 +210,9 @@ pub struct UserFile {
     /// `/api/policy`.)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub password_hash: String,
+    /// Groups the user is in (rules' `groups`, `chat.see_all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
 }
 
 /// `credentials.forward_auth`. All three keys are required: a proxy on
@@ -202,6 +235,10 @@ pub struct ForwardAuthFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(required)]
     pub secret_sha256: Option<String>,
+    /// A header in which the proxy names the user's groups, comma-separated
+    /// (believed under the same secret as `user_header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_header: Option<String>,
 }
 
 /// `limits:`.

@@ -48,10 +48,38 @@ pub enum Principal {
     Token { name: String },
     /// A user signed in with a password (through a session cookie).
     User { name: String },
-    /// A user named by a trusted proxy's `forward_auth.user_header`.
-    Forwarded { name: String },
+    /// A user named by a trusted proxy's `forward_auth.user_header`, with
+    /// the groups of its `groups_header` (if configured).
+    Forwarded {
+        name: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<String>,
+    },
     /// A chat child publishing to its own session channel from loopback.
     Internal { session: String },
+}
+
+impl Principal {
+    /// The name rules' `users` match and chat sessions are owned by:
+    /// `startup`, a token's, user's or forwarded user's name; `None` for
+    /// anonymous and internal callers (no rule names them).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Principal::StartupToken => Some("startup"),
+            Principal::Token { name } | Principal::User { name } => Some(name),
+            Principal::Forwarded { name, .. } => Some(name),
+            Principal::Anonymous | Principal::Internal { .. } => None,
+        }
+    }
+
+    /// The owner name of what this principal starts: its name, or
+    /// `anonymous` (SPEC §2.5).
+    pub fn owner(&self) -> String {
+        match self {
+            Principal::Internal { session } => format!("internal:{session}"),
+            p => p.name().unwrap_or("anonymous").to_owned(),
+        }
+    }
 }
 
 /// What the gate found in the way of a credential, before the rules ran.
@@ -90,6 +118,30 @@ pub struct Facts {
     pub credential: Credential,
 }
 
+/// What a rule's admission may do (`access:`, SPEC §2.5).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLevel {
+    /// Everything the route offers (the default).
+    #[default]
+    Full,
+    /// Read-only: unsafe methods are refused with 403 `read_only`; sockets
+    /// receive but do not send.
+    Read,
+}
+
+impl AccessLevel {
+    /// `full` or `read`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::Full => "full",
+            AccessLevel::Read => "read",
+        }
+    }
+}
+
 /// The action a rule takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -113,11 +165,13 @@ pub enum Reason {
     RuleDeny,
     NoRuleMatched,
     TooManyFailures,
+    /// A read-only admission (`access: read`) tried to change something.
+    ReadOnly,
 }
 
 impl Reason {
     /// Every reason, in declaration order (`ALL[r as usize] == r`).
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::HostNotAllowed,
         Reason::OriginNotAllowed,
         Reason::NonCanonicalPath,
@@ -127,6 +181,7 @@ impl Reason {
         Reason::RuleDeny,
         Reason::NoRuleMatched,
         Reason::TooManyFailures,
+        Reason::ReadOnly,
     ];
 
     /// The wire name (`host_not_allowed`, …).
@@ -141,6 +196,7 @@ impl Reason {
             Reason::RuleDeny => "rule_deny",
             Reason::NoRuleMatched => "no_rule_matched",
             Reason::TooManyFailures => "too_many_failures",
+            Reason::ReadOnly => "read_only",
         }
     }
 
@@ -181,7 +237,7 @@ mod rules;
 
 pub use client_ip::{ClientView, ForwardHeaders};
 pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
-pub use credentials::{hash_password, ForwardAuth, TokenDigest, DEFAULT_SESSION_TTL};
+pub use credentials::{hash_password, split_groups, ForwardAuth, TokenDigest, DEFAULT_SESSION_TTL};
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
 pub use host::refusal as host_refusal;

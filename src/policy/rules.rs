@@ -14,7 +14,7 @@ use super::glob::{self, method_bit, PathGlob, METHODS};
 use super::host::origin_checked;
 use super::locate::KeyPath;
 use super::network::{NetSet, Networks};
-use super::{Action, Credential, Decision, Facts, Principal, Reason, Transport};
+use super::{AccessLevel, Action, Credential, Decision, Facts, Principal, Reason, Transport};
 
 /// A `from` / `not_from` field: the compiled set (shared with the network
 /// it names, when it names one) and the entries as written.
@@ -31,7 +31,24 @@ pub(crate) struct Rule {
     pub paths: Option<(Vec<PathGlob>, Vec<String>)>,
     pub methods: Option<(u16, Vec<String>)>,
     pub transport: Option<Transport>,
+    /// Principals by name (`users:`).
+    pub users: Option<Vec<String>>,
+    /// Group names (`groups:`).
+    pub groups: Option<Vec<String>>,
+    /// `access:` (default full).
+    pub access: AccessLevel,
     pub action: Action,
+}
+
+/// How a rule's `users` / `groups` meet a request's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subject {
+    /// No subject fields, or the principal is named by them.
+    Matches,
+    /// A signed-in principal the rule does not name: try the next rule.
+    NotNamed,
+    /// No valid credential: the rule cannot be decided, sign in (401).
+    Unknown,
 }
 
 fn non_empty<'a>(
@@ -119,6 +136,14 @@ pub(crate) fn compile_rule(
         }
     };
 
+    let users = non_empty(&rf.users, &path.key("users"), "user")?.map(<[String]>::to_vec);
+    let groups = non_empty(&rf.groups, &path.key("groups"), "group")?.map(<[String]>::to_vec);
+    let access = rf.access.unwrap_or_default();
+    if access == AccessLevel::Read && rf.action == Action::Deny {
+        let msg = "access: read on a deny rule admits nobody (expected allow or authenticate)";
+        return Err(Located::value(path.key("access"), msg.into()));
+    }
+
     Ok(Rule {
         name,
         origin: origin.clone(),
@@ -127,6 +152,9 @@ pub(crate) fn compile_rule(
         paths,
         methods,
         transport: rf.transport,
+        users,
+        groups,
+        access,
         action: rf.action,
     })
 }
@@ -204,6 +232,75 @@ impl Rule {
         out
     }
 
+    /// Whether the rule names users or groups.
+    pub fn has_subject(&self) -> bool {
+        self.users.is_some() || self.groups.is_some()
+    }
+
+    /// How `users` and `groups` meet the credential; `groups` gives a
+    /// principal's groups. Both fields present: both must name it (fields
+    /// are AND-ed, SPEC §2).
+    pub fn subject<'a>(
+        &self,
+        credential: &'a Credential,
+        groups: impl FnOnce(&'a Principal) -> &'a [String],
+    ) -> Subject {
+        if !self.has_subject() {
+            return Subject::Matches;
+        }
+        let Credential::Valid(p) = credential else {
+            return Subject::Unknown;
+        };
+        let Some(name) = p.name() else {
+            return Subject::NotNamed;
+        };
+        if let Some(users) = &self.users {
+            if !users.iter().any(|u| u == name) {
+                return Subject::NotNamed;
+            }
+        }
+        if let Some(wanted) = &self.groups {
+            let has = groups(p);
+            if !wanted.iter().any(|g| has.contains(g)) {
+                return Subject::NotNamed;
+            }
+        }
+        Subject::Matches
+    }
+
+    /// The subject fields in words for `explain`: how the principal met
+    /// them (`None`: the rule names no subject).
+    pub fn subject_words(&self, credential: &Credential, groups: &[String]) -> Option<String> {
+        if !self.has_subject() {
+            return None;
+        }
+        let mut want = Vec::new();
+        if let Some(u) = &self.users {
+            want.push(format!("users [{}]", u.join(", ")));
+        }
+        if let Some(g) = &self.groups {
+            want.push(format!("groups [{}]", g.join(", ")));
+        }
+        let want = want.join(" and ");
+        Some(match credential {
+            Credential::None => format!("{want}: no credential (anonymous: sign in, 401)"),
+            Credential::Invalid => format!("{want}: invalid credential (sign in, 401)"),
+            Credential::Valid(p) => {
+                let who = p.name().unwrap_or("anonymous");
+                let shown = if groups.is_empty() {
+                    "no groups".to_owned()
+                } else {
+                    format!("groups [{}]", groups.join(", "))
+                };
+                let verdict = match self.subject(credential, |_| groups) {
+                    Subject::Matches => "named",
+                    _ => "not named",
+                };
+                format!("{want}: {who} ({shown}) {verdict}")
+            }
+        })
+    }
+
     /// The verdict of this rule for the presented credential.
     pub fn verdict(&self, credential: &Credential) -> Result<Principal, Reason> {
         match (self.action, credential) {
@@ -214,6 +311,15 @@ impl Rule {
             (Action::Authenticate, Credential::Invalid) => Err(Reason::BadCredential),
         }
     }
+}
+
+/// What a read-only admission may not send: POST, PUT, PATCH, DELETE (bits
+/// 2..=5 of [`METHODS`]), and any method no rule can name (bit 0: fail
+/// closed).
+fn unsafe_method(bit: u16) -> bool {
+    const UNSAFE: u16 = 0b11_1100;
+    debug_assert_eq!(method_bit("POST") | method_bit("DELETE"), 0b10_0100);
+    bit == 0 || bit & UNSAFE != 0
 }
 
 fn name(t: Transport) -> &'static str {
@@ -235,6 +341,23 @@ impl CompiledPolicy {
         }
     }
 
+    /// The groups a principal is in under this policy: its credential's
+    /// `groups:` (or a forwarded user's header).
+    pub fn groups_of<'a>(&'a self, p: &'a Principal) -> &'a [String] {
+        self.creds.groups_of(p)
+    }
+
+    /// The `access:` of the rule at `index` (of [`Self::decide_indexed`]).
+    pub fn rule_access(&self, index: usize) -> AccessLevel {
+        self.rules[index].access
+    }
+
+    /// Whether a principal in `groups` sees every chat session
+    /// (`chat.see_all`).
+    pub fn sees_all_sessions(&self, groups: &[String]) -> bool {
+        self.see_all.iter().any(|g| groups.contains(g))
+    }
+
     /// [`Self::decide`] naming the deciding rule by its index (see
     /// [`Self::rule_name`]): the gate decides every request, and cloning
     /// the name's `Arc` would bump a count that every core shares.
@@ -244,13 +367,37 @@ impl CompiledPolicy {
             Err(reason) => return (Err(reason), None),
         };
         let method = method_bit(&facts.method);
+        let cred = &facts.credential;
         let rule = glob::with_segments(path, |segs| {
-            self.rules
-                .iter()
-                .position(|r| r.matches(facts, segs, method))
+            self.rules.iter().enumerate().find_map(|(i, r)| {
+                if !r.matches(facts, segs, method) {
+                    return None;
+                }
+                match r.subject(cred, |p| self.creds.groups_of(p)) {
+                    Subject::Matches => Some((i, None)),
+                    Subject::NotNamed => None,
+                    // SPEC §2: the rule cannot be decided for an anonymous
+                    // caller; it is asked to sign in.
+                    Subject::Unknown => Some((
+                        i,
+                        Some(match cred {
+                            Credential::Invalid => Reason::BadCredential,
+                            _ => Reason::NoCredential,
+                        }),
+                    )),
+                }
+            })
         });
         match rule {
-            Some(i) => (self.rules[i].verdict(&facts.credential), Some(i)),
+            Some((i, Some(reason))) => (Err(reason), Some(i)),
+            Some((i, None)) => {
+                let r = &self.rules[i];
+                let verdict = r.verdict(cred);
+                if verdict.is_ok() && r.access == AccessLevel::Read && unsafe_method(method) {
+                    return (Err(Reason::ReadOnly), Some(i));
+                }
+                (verdict, Some(i))
+            }
             None => (Err(Reason::NoRuleMatched), None),
         }
     }

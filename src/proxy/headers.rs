@@ -89,9 +89,9 @@ pub fn principal_name(p: &Principal) -> Option<&str> {
     match p {
         Principal::Anonymous => None,
         Principal::StartupToken => Some("startup"),
-        Principal::Token { name } | Principal::User { name } | Principal::Forwarded { name } => {
-            Some(name)
-        }
+        Principal::Token { name }
+        | Principal::User { name }
+        | Principal::Forwarded { name, .. } => Some(name),
         Principal::Internal { .. } => None,
     }
 }

@@ -77,6 +77,9 @@ pub fn whoami(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
             Endpoint::sync(move |a| {
                 let mut body = json!({
                     "principal": a.principal,
+                    "name": a.principal.name(),
+                    "groups": a.groups,
+                    "access": a.access,
                     "client_ip": a.facts().client.to_string(),
                     "peer_ip": a.facts().peer.to_string(),
                     "rule": a.rule.as_deref(),

@@ -27,8 +27,8 @@ use warp::{Filter, Rejection, Reply};
 use super::events::{register, ws_required, ws_upgrade};
 use super::Endpoint;
 use crate::chat::{ChatError, Session, Viewer, ViewerEvent};
-use crate::gate::query_param;
-use crate::reject::error_reply;
+use crate::gate::{query_param, Access};
+use crate::reject::{error_reply, read_only_reply};
 use crate::server::conns::{Close, ConnGuard};
 use crate::state::{with_state, AppState};
 
@@ -94,6 +94,19 @@ fn bad_size() -> Response {
     )
 }
 
+/// Whether the caller may see (list, attach to, end) session `s`: its own,
+/// or every one when the admitting rule gave it a group `chat.see_all`
+/// names (SPEC §2.5). Anyone else's answers 404, as an unknown id does: a
+/// session's existence is not told to those who may not see it.
+fn visible(state: &AppState, access: &Access, s: &Session) -> bool {
+    s.owner() == access.owner() || state.policy().compiled.sees_all_sessions(&access.groups)
+}
+
+/// The session `id`, if the caller may see it.
+fn visible_session(state: &AppState, access: &Access, id: &str) -> Option<Arc<Session>> {
+    state.chat.get(id).filter(|s| visible(state, access, s))
+}
+
 /// `cols`/`rows` from the query, defaulting to 80x24 when absent.
 fn size_of(query: &str) -> Option<(u16, u16)> {
     let dim = |name, default| match query_param(query, name) {
@@ -114,33 +127,42 @@ pub fn terminal(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = R
                 let Some(ws) = ws else { return ws_required() };
                 let session_id = query_param(access.query(), "session");
                 let size = size_of(access.query());
+                let owner = access.owner();
+                let read_only = access.read_only();
+                // A read-only admission watches; it does not start a shell.
+                if read_only && session_id.is_none() {
+                    return read_only_reply(access.rule.as_ref());
+                }
+                let seen = session_id
+                    .as_deref()
+                    .map(|id| visible_session(&state, &access, id));
                 // Register first: no child is started for a socket over the limit.
                 let guard = match register(&state, "/api/ws", access) {
                     Ok(g) => g,
                     Err(r) => return r.into_response(),
                 };
-                let session = match session_id {
-                    Some(id) => match state.chat.get(&id) {
-                        Some(s) => s,
-                        None => return no_such_session(),
-                    },
+                let session = match seen {
+                    Some(Some(s)) => s,
+                    Some(None) => return no_such_session(),
                     None => {
                         let Some((cols, rows)) = size else {
                             return bad_size();
                         };
-                        match state.chat.create(cols, rows) {
+                        match state.chat.create_owned(cols, rows, &owner) {
                             Ok(s) => s,
                             Err(e) => return chat_error(&e),
                         }
                     }
                 };
-                let viewer = match session.attach() {
+                // A reload re-decides whether the caller still sees it.
+                guard.watching(session.owner(), session.id());
+                let viewer = match session.attach_as(&owner, read_only) {
                     Ok(v) => v,
                     Err(e) => return chat_error(&e),
                 };
                 ws.max_message_size(HARD_FRAME_LIMIT)
                     .max_frame_size(HARD_FRAME_LIMIT)
-                    .on_upgrade(move |socket| run_terminal(socket, viewer, guard))
+                    .on_upgrade(move |socket| run_terminal(socket, viewer, guard, read_only))
                     .into_response()
             })
         })
@@ -178,16 +200,31 @@ fn bad_resize() -> Close {
     Close::new(1007, "cols and rows are 1..=1000")
 }
 
-async fn run_terminal(socket: WebSocket, mut viewer: Viewer, mut guard: ConnGuard) {
+async fn run_terminal(
+    socket: WebSocket,
+    mut viewer: Viewer,
+    mut guard: ConnGuard,
+    read_only: bool,
+) {
     let session = viewer.session().clone();
     let (mut tx, rx) = socket.split();
     // The input half reports a protocol violation here; dropping the sender
     // (the client went away) ends the output half too.
     let (violation_tx, mut violation) = mpsc::channel::<Close>(1);
-    let input = tokio::spawn(read_input(rx, session.clone(), violation_tx));
+    let input = tokio::spawn(read_input(rx, session.clone(), violation_tx, read_only));
 
-    let hello = json!({ "type": "session", "id": session.id(), "command": session.command() });
+    let hello = json!({
+        "type": "session",
+        "id": session.id(),
+        "command": session.command(),
+        "owner": session.owner(),
+    });
     let mut first = vec![Message::text(hello.to_string())];
+    // Told once, up front, instead of keys that silently vanish.
+    if read_only {
+        let note = json!({ "type": "read_only", "message": "read-only: your keys are not sent" });
+        first.push(Message::text(note.to_string()));
+    }
     if !viewer.scrollback.is_empty() {
         first.push(Message::binary(std::mem::take(&mut viewer.scrollback)));
     }
@@ -273,10 +310,13 @@ async fn send(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, m: M
 }
 
 /// The input half: binary frames are keystrokes, text frames control JSON.
+/// A read-only viewer's keystrokes and control messages are dropped (it was
+/// told so once by a `read_only` frame).
 async fn read_input(
     mut rx: SplitStream<WebSocket>,
     session: Arc<Session>,
     violation: mpsc::Sender<Close>,
+    read_only: bool,
 ) {
     while let Some(msg) = rx.next().await {
         let msg = match msg {
@@ -294,6 +334,9 @@ async fn read_input(
         if msg.as_bytes().len() > MAX_INPUT_FRAME {
             let _ = violation.send(Close::new(1009, "frame over 64 KiB")).await;
             return;
+        }
+        if read_only {
+            continue;
         }
         let result = if msg.is_binary() {
             session.write(msg.as_bytes()).await
@@ -330,7 +373,19 @@ pub fn list(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejec
     warp::path!("api" / "sessions")
         .and(warp::get())
         .and(with_state(state))
-        .map(|state: AppState| Endpoint::sync(move |_| warp::reply::json(&state.chat.list())))
+        .map(|state: AppState| {
+            Endpoint::sync(move |access| {
+                let sees_all = state.policy().compiled.sees_all_sessions(&access.groups);
+                let owner = access.owner();
+                let mine: Vec<_> = state
+                    .chat
+                    .list()
+                    .into_iter()
+                    .filter(|s| sees_all || s.owner == owner)
+                    .collect();
+                warp::reply::json(&mine)
+            })
+        })
 }
 
 /// The body of `POST /api/sessions`; both fields optional (80x24).
@@ -357,7 +412,12 @@ pub fn create(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .and(with_state(state))
         .map(
             |length: Option<u64>, body: Option<Bytes>, state: AppState| {
-                Endpoint::sync(move |_| {
+                Endpoint::sync(move |access| {
+                    // (The gate refuses a read-only POST already; kept for
+                    // a route that is reached some other way.)
+                    if access.read_only() {
+                        return read_only_reply(access.rule.as_ref());
+                    }
                     let req = match (length, body) {
                         (Some(n), None) if n > MAX_CREATE_BODY => {
                             return error_reply(
@@ -379,7 +439,7 @@ pub fn create(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
                     };
                     let cols = req.cols.unwrap_or(DEFAULT_COLS);
                     let rows = req.rows.unwrap_or(DEFAULT_ROWS);
-                    match state.chat.create(cols, rows) {
+                    match state.chat.create_owned(cols, rows, &access.owner()) {
                         Ok(s) => warp::reply::with_status(
                             warp::reply::json(&s.info()),
                             StatusCode::CREATED,
@@ -398,7 +458,7 @@ pub fn get(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Reject
         .and(warp::get())
         .and(with_state(state))
         .map(|id: String, state: AppState| {
-            Endpoint::sync(move |_| match state.chat.get(&id) {
+            Endpoint::sync(move |access| match visible_session(&state, &access, &id) {
                 Some(s) => warp::reply::json(&s.info()).into_response(),
                 None => no_such_session(),
             })
@@ -412,8 +472,11 @@ pub fn delete(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .and(warp::delete())
         .and(with_state(state))
         .map(|id: String, state: AppState| {
-            Endpoint::sync(move |_| {
-                let Some(s) = state.chat.get(&id) else {
+            Endpoint::sync(move |access| {
+                if access.read_only() {
+                    return read_only_reply(access.rule.as_ref());
+                }
+                let Some(s) = visible_session(&state, &access, &id) else {
                     return no_such_session();
                 };
                 let info = s.info();

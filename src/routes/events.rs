@@ -180,6 +180,10 @@ pub fn publish(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Re
                     Ok(open) => open,
                     Err(e) => return e.into_response(),
                 };
+                // SPEC §2.5: a read-only admission receives, never publishes.
+                if access.read_only() {
+                    return crate::reject::read_only_reply(access.rule.as_ref());
+                }
                 if channel == SERVER_CHANNEL {
                     return error_reply(
                         StatusCode::FORBIDDEN,

@@ -42,6 +42,9 @@ struct Entry {
     route: &'static str,
     access: Arc<Access>,
     tx: watch::Sender<Option<Close>>,
+    /// The owner of the chat session this socket watches, if any: a reload
+    /// decides again whether the caller still sees it (`chat.see_all`).
+    watching: Option<String>,
 }
 
 /// The registry of open WebSockets.
@@ -82,10 +85,25 @@ fn client_event(id: u64, e: &Entry) -> serde_json::Value {
         "route": e.route,
         "client": e.access.facts().client.to_string(),
         "principal": e.access.principal,
+        "principal_name": e.access.owner(),
+        "access": e.access.access,
     })
 }
 
 impl ConnGuard {
+    /// Note that this socket watches a chat session owned by `owner`
+    /// (announced as `client.watching` with the session id).
+    pub fn watching(&self, owner: &str, session: &str) {
+        let mut map = self.conns.map.lock();
+        if let Some(e) = map.get_mut(&self.id) {
+            e.watching = Some(owner.to_owned());
+            let mut ev = client_event(self.id, e);
+            ev["session"] = session.into();
+            ev["owner"] = owner.into();
+            self.conns.hub.server_event("client.watching", ev);
+        }
+    }
+
     /// Resolves with the close frame once the socket is told to close.
     pub async fn wait(&mut self) -> Close {
         loop {
@@ -124,7 +142,12 @@ impl Conns {
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        let entry = Entry { route, access, tx };
+        let entry = Entry {
+            route,
+            access,
+            tx,
+            watching: None,
+        };
         self.hub
             .server_event("client.connected", client_event(id, &entry));
         map.insert(id, entry);
@@ -139,13 +162,22 @@ impl Conns {
     /// Decide every open socket again; each for which `verdict` returns a
     /// close frame is told to close. Returns how many were closed.
     pub fn recheck(&self, verdict: impl Fn(&Access) -> Option<Close>) -> usize {
+        self.recheck_watching(|a, _| verdict(a))
+    }
+
+    /// [`Self::recheck`], also told the owner of the chat session a socket
+    /// watches (see [`ConnGuard::watching`]).
+    pub fn recheck_watching(
+        &self,
+        verdict: impl Fn(&Access, Option<&str>) -> Option<Close>,
+    ) -> usize {
         let map = self.map.lock();
         let mut n = 0;
         for e in map.values() {
             if e.tx.borrow().is_some() {
                 continue;
             }
-            if let Some(close) = verdict(&e.access) {
+            if let Some(close) = verdict(&e.access, e.watching.as_deref()) {
                 let _ = e.tx.send(Some(close));
                 n += 1;
             }

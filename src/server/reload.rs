@@ -17,7 +17,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::cli::serve::load_policy;
-use crate::gate::redecide;
+use crate::gate::still_allowed;
 use crate::policy::CompiledPolicy;
 use crate::server::conns::Close;
 use crate::state::{AppState, PolicySource};
@@ -105,14 +105,22 @@ fn apply(state: &AppState, why: &str, loaded: Result<CompiledPolicy, String>) ->
             let live = state.policy();
             let (sessions_ended, signed_out) =
                 crate::routes::auth::end_stale_sessions(state, &live.compiled);
-            let refused = state.conns.recheck(|access| {
-                let d = redecide(state, &live.compiled, access);
-                match d.verdict {
-                    Ok(_) => None,
-                    Err(reason) => {
-                        let rule = d.rule.as_deref().unwrap_or(reason.as_str());
-                        Some(Close::new(4403, rule))
-                    }
+            // A socket the new policy refuses closes with 4403 and the rule;
+            // one that lost write access too (it reconnects read-only:
+            // never downgraded silently), and a chat viewer whose groups no
+            // longer let it see another's session.
+            let refused = state.conns.recheck_watching(|access, watching| {
+                match still_allowed(state, &live.compiled, access) {
+                    Err(reason) => Some(Close::new(4403, reason)),
+                    Ok(groups) => match watching {
+                        Some(owner)
+                            if owner != access.owner()
+                                && !live.compiled.sees_all_sessions(&groups) =>
+                        {
+                            Some(Close::new(4403, "chat.see_all no longer names your groups"))
+                        }
+                        _ => None,
+                    },
                 }
             });
             let closed = signed_out + refused;

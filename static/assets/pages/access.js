@@ -6,6 +6,7 @@ import { api, esc, principalText } from '../lib/api.js';
 import * as feed from '../lib/feed.js';
 
 let you;
+let who;
 let summaryEl;
 let checksEl;
 let tbody;
@@ -31,6 +32,13 @@ function fromCell(r) {
   return parts.length ? parts.join(' ') : '<span class="muted">anywhere</span>';
 }
 
+function whoCell(r) {
+  const parts = [];
+  if (r.users) parts.push(`users ${tags(r.users)}`);
+  if (r.groups) parts.push(`groups ${tags(r.groups)}`);
+  return parts.length ? parts.join(' ') : '<span class="muted">anyone</span>';
+}
+
 function renderRules(policy, whoami) {
   const rules = policy.rules || [];
   tbody.innerHTML = rules.map((r, i) => {
@@ -43,9 +51,10 @@ function renderRules(policy, whoami) {
       <td>${tags(r.paths)}</td>
       <td>${tags(r.methods)}</td>
       <td>${r.transport ? `<span class="tag">${esc(r.transport)}</span>` : '<span class="muted">both</span>'}</td>
-      <td><span class="badge badge-${esc(r.action)}">${esc(r.action)}</span></td>
+      <td>${whoCell(r)}</td>
+      <td><span class="badge badge-${esc(r.action)}">${esc(r.action)}</span>${r.access === 'read' ? ' <span class="badge badge-read">read-only</span>' : ''}</td>
     </tr>`;
-  }).join('') || '<tr class="empty"><td colspan="7">No rules: everything is denied.</td></tr>';
+  }).join('') || '<tr class="empty"><td colspan="8">No rules: everything is denied.</td></tr>';
 }
 
 function list(xs, none) {
@@ -67,6 +76,12 @@ async function load() {
   const via = whoami.peer_ip !== whoami.client_ip ? ` (through the proxy <b>${esc(whoami.peer_ip)}</b>)` : '';
   you.innerHTML = `You are <b>${esc(principalText(whoami.principal))}</b> from <b>${esc(whoami.client_ip)}</b>${via}, `
     + (whoami.rule ? `allowed by rule <b>“${esc(whoami.rule)}”</b>.` : 'allowed.');
+  const groups = whoami.groups || [];
+  const level = whoami.access === 'read'
+    ? '<span class="badge badge-read">read-only</span>: you may look, but not change anything (no typing into chat sessions)'
+    : '<span class="badge badge-full">full</span>';
+  who.innerHTML = `Principal <b>${esc(whoami.name ?? 'anonymous')}</b>, groups ${groups.length ? tags(groups) : '<span class="muted">none</span>'}; `
+    + `access given by the rule: ${level}.`;
   const p = status.policy || {};
   const c = policy.credentials || {};
   const names = (xs) => (xs && xs.length ? tags(xs.map((x) => x.name)) : '<span class="muted">none</span>');
@@ -80,6 +95,7 @@ async function load() {
     ['Users', names(c.users)],
     ['Forward auth', c.forward_auth ? `header <code>${esc(c.forward_auth.user_header)}</code> from trusted proxies sending the secret in <code>${esc(c.forward_auth.secret_header)}</code>` : '<span class="muted">off</span>'],
     ['Sign-in lasts', esc(c.session_ttl || '12h')],
+    ['See every chat session', policy.chat && policy.chat.see_all ? `groups ${tags(policy.chat.see_all)}` : '<span class="muted">nobody: each principal sees its own</span>'],
     ['Failed sign-ins', policy.limits && policy.limits.auth_failures_per_minute != null
       ? `${esc(policy.limits.auth_failures_per_minute)} a minute per address, then 429` : undefined],
   ]);
@@ -96,6 +112,7 @@ async function load() {
 
 export function mount() {
   you = document.getElementById('access-you');
+  who = document.getElementById('access-who');
   summaryEl = document.getElementById('access-summary');
   checksEl = document.getElementById('access-checks');
   tbody = document.querySelector('#access-rules tbody');

@@ -58,11 +58,25 @@ function setState(s) {
   termEl.dataset.state = exited ? 'exited' : s;
 }
 
+let readOnly = false;
+
+/** Show (or hide) the read-only badge on the terminal. */
+function setReadOnly(on) {
+  readOnly = on;
+  termEl.dataset.readonly = on ? 'true' : 'false';
+  document.getElementById('chat-readonly').hidden = !on;
+  // A read-only viewer can neither end the session nor start one (403).
+  document.getElementById('chat-end').disabled = on || !sessionId;
+  document.getElementById('chat-new').disabled = on;
+}
+
 function sendText(s) {
+  if (readOnly) return;
   sock?.send(encoder.encode(s));
 }
 
 function sendResize() {
+  if (readOnly) return;
   if (term && sock?.open) sock.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
 }
 
@@ -85,7 +99,11 @@ function onMessage(ev) {
   try { m = JSON.parse(ev.data); } catch { return; }
   if (m.type === 'session') {
     exited = false;
+    setReadOnly(false);
     remember(m.id);
+  } else if (m.type === 'read_only') {
+    // The server drops this viewer's keys; say so once, on the terminal.
+    setReadOnly(true);
   } else if (m.type === 'exit') {
     exited = true;
     setState('exited');
@@ -200,11 +218,11 @@ function renderChips() {
     box.innerHTML = live.map((s) => {
       const cmd = (s.command && s.command[0]) ? s.command[0].split('/').pop() : '?';
       return `<button class="chip" data-id="${esc(s.id)}" data-status="${esc(s.status)}" aria-current="${s.id === sessionId}"
-        title="${esc((s.command || []).join(' '))} · pid ${esc(s.pid)} · ${esc(s.viewers)} viewer(s)">
+        title="${esc((s.command || []).join(' '))} · pid ${esc(s.pid)} · owner ${esc(s.owner ?? '')} · ${esc(s.viewers)} viewer(s)">
         <span class="dot"></span>${esc(cmd)} <span class="muted">${esc(s.id.slice(0, 8))}</span></button>`;
     }).join('');
   }
-  document.getElementById('chat-end').disabled = !sessionId;
+  document.getElementById('chat-end').disabled = !sessionId || readOnly;
 }
 
 async function refreshList() {

@@ -15,6 +15,13 @@ function when(iso) {
   return `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(d.toLocaleString())}</time>`;
 }
 
+/** Who is attached: each viewer's principal, read-only ones marked. */
+function watchers(s) {
+  const list = s.watchers || [];
+  if (!list.length) return '<span class="muted">nobody</span>';
+  return list.map((w) => `<span class="tag${w.read_only ? ' tag-ro' : ''}">${esc(w.principal)}${w.read_only ? ' <small>read-only</small>' : ''}</span>`).join(' ');
+}
+
 function row(s) {
   const running = s.status !== 'exited';
   const status = running
@@ -27,7 +34,8 @@ function row(s) {
     <td class="mono">${esc(s.pid)}</td>
     <td>${when(s.created_at)}</td>
     <td class="mono">${esc(s.cols)}×${esc(s.rows)}</td>
-    <td>${esc(s.viewers)}</td>
+    <td class="owner">${esc(s.owner ?? '')}</td>
+    <td class="watchers">${watchers(s)}</td>
     <td>${status}</td>
     <td><div class="actions">${running
     ? `<a class="btn btn-small" href="${BASE}/chat?session=${encodeURIComponent(s.id)}" data-attach="${esc(s.id)}">Attach</a>
@@ -42,7 +50,7 @@ async function load() {
     list.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
     tbody.innerHTML = list.length
       ? list.map(row).join('')
-      : '<tr class="empty"><td colspan="8">No chat sessions. Open the Chat page or press “New session”.</td></tr>';
+      : '<tr class="empty"><td colspan="9">No chat sessions. Open the Chat page or press “New session”.</td></tr>';
     const running = list.filter((s) => s.status !== 'exited').length;
     note.textContent = `${running} running, ${list.length - running} exited.`;
   } catch (e) {
@@ -80,7 +88,7 @@ export function mount() {
       setTimeout(load, 300);
     }
   });
-  feed.subscribe((ev) => { if (ev && ev.type.startsWith('session.') && !document.getElementById('page-sessions').hidden) load(); });
+  feed.subscribe((ev) => { if (ev && (ev.type.startsWith('session.') || ev.type.startsWith('client.')) && !document.getElementById('page-sessions').hidden) load(); });
 }
 
 export function show() {
