@@ -172,6 +172,8 @@ mod explain;
 pub mod file;
 mod glob;
 mod host;
+/// The names a machine is reached under (for the self-signed certificate).
+pub use host::machine_names;
 mod locate;
 pub mod network;
 mod presets;
