@@ -367,6 +367,16 @@ async fn plain_http_on_the_tls_port_is_redirected_to_https() {
         &format!("POST /api/login HTTP/1.1\r\nHost: {a}\r\nContent-Length: 0\r\n\r\n"),
     );
     assert!(got.starts_with("HTTP/1.1 308 "), "{got}");
+    // A chat child's publisher path from loopback is left to the gate
+    // (plain, no credential here: refused), a path that only starts like
+    // it is redirected.
+    let got = plain(
+        a,
+        &format!("GET /api/pub?channel=x HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(got.starts_with("HTTP/1.1 401 "), "{got}");
+    let got = plain(a, &format!("GET /api/public HTTP/1.1\r\nHost: {a}\r\n\r\n"));
+    assert!(got.starts_with("HTTP/1.1 301 "), "{got}");
     // And the https URL answers.
     let pem = std::fs::read(state_cert(&_dir)).unwrap();
     let r = https(&[&pem])
@@ -655,4 +665,52 @@ async fn alpn_is_http1_only() {
     let pem = std::fs::read(state_cert(&dir)).unwrap();
     let stream = tls_connect(s.addr, &[&pem]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+/// A chat child's `dashgate-publish` (plain `ws://` to loopback, by
+/// design std-only) still reaches its channel on a TLS port: the gate's
+/// internal-credential rules decide it as over plain HTTP.
+#[tokio::test]
+async fn a_chat_child_publishes_on_a_tls_port() {
+    let (dir, s) = self_signed(&["--chat-command", "/bin/sh"]);
+    let pem = std::fs::read(state_cert(&dir)).unwrap();
+    let bearer = format!("Bearer {}", s.token.clone().unwrap());
+    let auth = [("authorization", bearer.as_str())];
+    let mut chat = wss_connect(s.addr, &[&pem], "/api/ws?cols=80&rows=24", &auth)
+        .await
+        .unwrap_or_else(|e| panic!("wss refused: {e:?}"));
+    let hello = loop {
+        match tokio::time::timeout(T, chat.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                break serde_json::from_str::<serde_json::Value>(&t).unwrap()
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no session frame: {other:?}"),
+        }
+    };
+    let id = hello["id"].as_str().unwrap().to_string();
+    let mut sub = wss_connect(
+        s.addr,
+        &[&pem],
+        &format!("/api/events?channel=session.{id}"),
+        &auth,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("subscription refused: {e:?}"));
+    sub.send(Message::Ping(vec![1].into())).await.unwrap();
+    let publish = env!("CARGO_BIN_EXE_dashgate-publish");
+    chat.send(Message::binary(
+        format!("{publish} '{{\"type\":\"note\",\"n\":42}}' && echo published-ok\r").into_bytes(),
+    ))
+    .await
+    .unwrap();
+    let end = tokio::time::Instant::now() + T;
+    let got = loop {
+        match tokio::time::timeout_at(end, sub.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => break t.to_string(),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no published message: {other:?}; {}", s.output()),
+        }
+    };
+    assert_eq!(got, r#"{"type":"note","n":42}"#);
 }

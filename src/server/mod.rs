@@ -214,7 +214,7 @@ pub async fn serve<H, F, B>(
                     _ = stopped.changed() => return,
                 },
             };
-            let https = tls.is_some();
+            let https = matches!(io, tls::Stream::Tls(_));
             let activity = Activity::new();
             let here = activity.clone();
             let service =

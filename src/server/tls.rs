@@ -15,6 +15,8 @@
 //! * The first byte of a connection tells TLS (0x16, a handshake record)
 //!   from plain HTTP: a plain request is answered with a redirect to the
 //!   https URL and the connection closed, not left to hang in a handshake.
+//!   One exception: a chat child's publisher (`GET /api/pub` from
+//!   loopback, see [`internal_publisher`]) is served as plain HTTP.
 //! * `--tls self-signed` makes a certificate for the machine's names once,
 //!   keeps it in the state dir (key 0600, dir 0700) and reuses it, so its
 //!   fingerprint stays the same across restarts.
@@ -361,6 +363,9 @@ pub async fn accept(
         _ => return None,
     }
     if first[0] != TLS_HANDSHAKE {
+        if internal_publisher(&stream, timeout).await {
+            return Some(Stream::Plain(stream));
+        }
         let _ = tokio::time::timeout(timeout, redirect_plain(stream, state)).await;
         return None;
     }
@@ -372,6 +377,46 @@ pub async fn accept(
             None
         }
         Err(_) => None,
+    }
+}
+
+/// The request line a chat child's publisher starts with.
+const PUB_PREFIX: &[u8] = b"GET /api/pub";
+
+/// Whether a plain connection is a chat child's publisher: from loopback,
+/// opening `GET /api/pub…`. Its `DASHGATE_EVENTS_URL` is a loopback
+/// `ws://` URL and `dashgate-publish` is std-only, without TLS; loopback
+/// traffic never leaves the machine, and the gate still decides the
+/// request as any other (the internal credential counts only on a
+/// loopback WebSocket upgrade of `/api/pub`), so it is served as plain
+/// HTTP (scheme `http`) rather than redirected.
+async fn internal_publisher(stream: &TcpStream, timeout: Duration) -> bool {
+    if !stream
+        .peer_addr()
+        .is_ok_and(|p| p.ip().to_canonical().is_loopback())
+    {
+        return false;
+    }
+    let want = PUB_PREFIX.len() + 1;
+    let mut buf = [0u8; 16];
+    let end = tokio::time::Instant::now() + timeout.min(Duration::from_secs(2));
+    loop {
+        // A peek returns what has arrived: a request line sent in pieces
+        // is waited for, boundedly.
+        let n = match tokio::time::timeout_at(end, stream.peek(&mut buf[..want])).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 || !PUB_PREFIX.starts_with(&buf[..n.min(PUB_PREFIX.len())]) {
+            return false;
+        }
+        if n >= want {
+            return matches!(buf[PUB_PREFIX.len()], b'?' | b' ');
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
