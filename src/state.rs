@@ -121,6 +121,9 @@ pub struct State {
     pub started: Instant,
     /// Chat sessions (PTYs) behind `/api/ws` and `/api/sessions`.
     pub chat: Arc<Registry>,
+    /// The TLS pair in force, when the server speaks https (SPEC §7); set
+    /// once at start, before the first connection is accepted.
+    pub tls: std::sync::OnceLock<Arc<crate::server::tls::Tls>>,
 }
 
 /// The server's state as routes and tasks hold it: for the life of the
@@ -171,6 +174,7 @@ impl State {
             config,
             live: ArcSwap::from_pointee(live),
             started: Instant::now(),
+            tls: std::sync::OnceLock::new(),
         }))
     }
 

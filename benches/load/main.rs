@@ -12,6 +12,8 @@
 //! * `churn`   – 1,000 connect/disconnect cycles: fds and RSS at baseline.
 //! * `hermes`  – the same `/api/status` load and fan-out against the hermes
 //!   agent's own dashboard, as ratios.
+//! * `tls`     – `/api/status` over TLS with keep-alive and new TLS
+//!   connections per second, dashgate vs nginx (same certificate).
 //!
 //! `cargo bench --bench load -- gate fanout` runs only the named parts.
 //! Every loop is bounded in count and in time, and every socket is loopback.
@@ -28,6 +30,7 @@ mod policies;
 mod procs;
 mod rawws;
 mod table;
+mod tls;
 
 use table::Table;
 
@@ -138,6 +141,10 @@ fn main() {
         if run("churn") {
             t.section(6);
             churn::churn(&mut t, plan.cycles).await;
+        }
+        if run("tls") {
+            t.section(8);
+            tls::run(&mut t, plan).await;
         }
     });
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -147,8 +147,12 @@ impl Dashgate {
             .env("RUST_LOG", "warn");
         let mut proc = Proc::spawn(cmd).expect("spawn dashgate");
         let addr = proc
-            .wait_line("listening on http://", Duration::from_secs(20))
-            .expect("dashgate printed no `listening on` line")
+            .wait_line("listening on ", Duration::from_secs(20))
+            .expect("dashgate printed no `listening on` line");
+        let addr = addr
+            .strip_prefix("https://")
+            .or_else(|| addr.strip_prefix("http://"))
+            .unwrap_or(&addr)
             .parse()
             .expect("listening address");
         Dashgate { proc, addr }

@@ -32,6 +32,27 @@ pub enum Command {
     HashPassword,
     /// Print a new random token and its `sha256` line for the policy file.
     Token,
+    /// Print the self-signed certificate's SHA-256 fingerprint and where
+    /// its files are (or those of --tls-cert).
+    Cert(CertArgs),
+}
+
+/// How the server speaks TLS without a certificate of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// A certificate made for this machine's names, kept in --state-dir.
+    SelfSigned,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertArgs {
+    /// Where `--tls self-signed` keeps its certificate (default
+    /// `~/.local/state/dashgate`).
+    #[arg(long, env = "DASHGATE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Show this certificate file instead (`serve --tls-cert`).
+    #[arg(long, env = "DASHGATE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -125,6 +146,31 @@ pub struct ServeArgs {
     /// handshake) before the client gets 504.
     #[arg(long, env = "DASHGATE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]
     pub upstream_timeout: f64,
+    /// Serve https with this certificate chain (PEM, leaf first; with
+    /// --tls-key). Reloaded on SIGHUP and when the file changes.
+    #[arg(
+        long,
+        env = "DASHGATE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: RSA, ECDSA or Ed25519).
+    #[arg(
+        long,
+        env = "DASHGATE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// `self-signed`: serve https with a certificate made for this
+    /// machine's names, kept in --state-dir and reused across restarts.
+    #[arg(long, value_enum, env = "DASHGATE_TLS", conflicts_with = "tls_cert")]
+    pub tls: Option<TlsMode>,
+    /// Where dashgate keeps what it makes (the self-signed certificate).
+    /// Default `~/.local/state/dashgate`.
+    #[arg(long, env = "DASHGATE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,5 +254,6 @@ pub fn main() -> i32 {
         Some(Command::Policy(cmd)) => crate::cli::policy_cmd::main(cmd),
         Some(Command::HashPassword) => crate::cli::policy_cmd::hash_password(),
         Some(Command::Token) => crate::cli::policy_cmd::token(),
+        Some(Command::Cert(args)) => crate::cli::serve::cert(args),
     }
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use rand::RngCore;
 
 use crate::chat::ChatConfig;
-use crate::cli::{LogFormat, ServeArgs};
+use crate::cli::{CertArgs, LogFormat, ServeArgs, TlsMode};
 use crate::policy::{CompiledPolicy, LoadContext};
 use crate::proxy::Upstream;
 use crate::server::limits::Limits;
@@ -238,6 +238,86 @@ fn limits(args: &ServeArgs) -> Result<Limits, String> {
     })
 }
 
+/// The state dir: the flag (or `DASHGATE_STATE_DIR`), else the default.
+fn state_dir(flag: Option<&PathBuf>) -> Result<PathBuf, String> {
+    flag.cloned()
+        .or_else(crate::server::tls::default_state_dir)
+        .ok_or_else(|| "no --state-dir and no HOME to put ~/.local/state/dashgate in".into())
+}
+
+/// The TLS pair to serve, if any (SPEC §7): `--tls-cert`/`--tls-key`, or
+/// `--tls self-signed` made for the names a server on `bind` is reached
+/// under.
+fn tls(args: &ServeArgs, bind: IpAddr) -> Result<Option<crate::server::tls::Tls>, String> {
+    use crate::server::tls::{self, Pair, Tls};
+    match (&args.tls_cert, &args.tls_key, args.tls) {
+        (Some(cert), Some(key), None) => {
+            let pair = Pair {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Tls::load(pair, false).map(Some)
+        }
+        (None, None, Some(TlsMode::SelfSigned)) => {
+            let dir = state_dir(args.state_dir.as_ref())?;
+            let names =
+                tls::self_signed_names(bind, machine_name().as_deref(), &args.allowed_hosts);
+            let (pair, made) = tls::self_signed(&dir, &names)?;
+            if made {
+                tracing::info!(dir = %dir.display(), names = ?names, "made a self-signed certificate");
+            }
+            Tls::load(pair, true).map(Some)
+        }
+        (None, None, None) => Ok(None),
+        _ => Err("--tls-cert and --tls-key go together, and not with --tls self-signed".into()),
+    }
+}
+
+/// `dashgate cert`: the fingerprint and the files of the certificate
+/// `--tls self-signed` serves (or of `--tls-cert`).
+pub fn cert(args: CertArgs) -> i32 {
+    use crate::server::tls;
+    let cert = match &args.tls_cert {
+        Some(c) => c.clone(),
+        None => match state_dir(args.state_dir.as_ref()) {
+            Ok(d) => tls::self_signed_pair(&d).cert,
+            Err(e) => {
+                eprintln!("dashgate: {e}");
+                return 2;
+            }
+        },
+    };
+    let text = match std::fs::read(&cert) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "dashgate: {}: {e} (`dashgate --tls self-signed` makes the self-signed certificate)",
+                cert.display()
+            );
+            return 1;
+        }
+    };
+    use rustls_pki_types::pem::PemObject;
+    match rustls_pki_types::CertificateDer::pem_slice_iter(&text).next() {
+        Some(Ok(der)) => {
+            println!("sha256 {}", tls::fingerprint(der.as_ref()));
+            println!("certificate {}", cert.display());
+            if args.tls_cert.is_none() {
+                let pair = tls::self_signed_pair(cert.parent().unwrap_or(&cert));
+                println!("key {}", pair.key.display());
+            }
+            0
+        }
+        _ => {
+            eprintln!(
+                "dashgate: {}: no PEM certificate in the file",
+                cert.display()
+            );
+            1
+        }
+    }
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -290,6 +370,10 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    let tls = match tls(&args, host) {
+        Ok(t) => t.map(std::sync::Arc::new),
+        Err(e) => return fail(e),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,17 +405,23 @@ pub fn main(args: ServeArgs) -> i32 {
         } else {
             bind
         };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = tls {
+            println!("tls certificate sha256 {} ({})", tls.fingerprint(), tls.pair.cert.display());
+            let _ = state.tls.set(tls);
+        }
         // Signals and the watcher are in place before the server announces
         // itself, so a SIGHUP right after the `listening` line is a reload.
         let _watcher = crate::server::reload::watch(&state);
+        let _tls_watcher = crate::server::tls::watch(&state);
         let shutdown = crate::server::signals::install(state);
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
-        println!("listening on http://{shown}");
+        println!("listening on {scheme}://{shown}");
         if needs_token {
             let page = state.config.own_route("/login");
             let page = if state.config.upstream.is_some() { page.as_str() } else { "/" };
-            println!("open http://{shown}{page}?token={token}");
+            println!("open {scheme}://{shown}{page}?token={token}");
         }
         if let Some(up) = &state.config.upstream {
             println!("proxying to {}", up.url);

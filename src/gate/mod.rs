@@ -32,7 +32,7 @@ use crate::state::{AppState, LivePolicy};
 mod read;
 
 use read::{internal_allowed, read};
-pub use read::{Head, Read};
+pub use read::{Head, OverTls, Read};
 
 /// The credential a request presented, kept so an open WebSocket can be
 /// decided again after a reload (a revoked token must close its sockets).

@@ -33,7 +33,14 @@ pub struct Head<'a> {
     pub method: &'a http::Method,
     pub uri: &'a http::Uri,
     pub headers: &'a HeaderMap,
+    /// The request came over a TLS connection (its scheme fact is `https`
+    /// unless a trusted proxy says otherwise).
+    pub https: bool,
 }
+
+/// Marks a request that arrived over TLS (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
 
 impl<'a> Head<'a> {
     pub fn of<B>(peer: SocketAddr, req: &'a http::Request<B>) -> Self {
@@ -42,6 +49,7 @@ impl<'a> Head<'a> {
             method: req.method(),
             uri: req.uri(),
             headers: req.headers(),
+            https: req.extensions().get::<OverTls>().is_some(),
         }
     }
 }
@@ -143,7 +151,9 @@ pub(super) fn read(
             path: path.to_string(),
             host: view.host.or_else(|| host.map(str::to_string)),
             origin: seen.origin(headers).map(Cow::into_owned),
-            scheme: view.proto.map_or("http".into(), Into::into),
+            scheme: view
+                .proto
+                .map_or(if head.https { "https" } else { "http" }.into(), Into::into),
             transport,
             credential,
         },

@@ -230,6 +230,8 @@ pub mod file;
 mod glob;
 mod host;
 pub mod limits;
+/// The names a machine is reached under (for the self-signed certificate).
+pub use host::machine_names;
 mod locate;
 pub mod network;
 mod presets;

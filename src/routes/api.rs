@@ -59,6 +59,7 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
             "running": state.chat.running(),
             "max": state.chat.config().max_sessions,
         },
+        "tls": state.tls.get().map(|t| t.status()),
     })
 }
 

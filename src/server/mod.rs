@@ -10,6 +10,7 @@ pub mod conns;
 pub mod limits;
 pub mod reload;
 pub(crate) mod signals;
+pub mod tls;
 pub mod ws;
 
 use std::cell::RefCell;
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
-use crate::gate::{Head, Intake};
+use crate::gate::{Head, Intake, OverTls};
 use crate::metrics::route_index;
 use crate::routes::routes;
 use crate::server::conns::Close;
@@ -161,6 +162,13 @@ pub async fn serve<H, F, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(idle);
+    // TLS connections speak HTTP/1.1 only, as their ALPN says (see `tls`).
+    let tls = state.tls.get().cloned();
+    let builder = Arc::new(if tls.is_some() {
+        builder.http1_only()
+    } else {
+        builder
+    });
     // Every connection task holds a receiver; shutdown sends `true` and
     // waits (bounded) for all of them to be dropped.
     let (stop, stopped) = watch::channel(false);
@@ -198,23 +206,41 @@ pub async fn serve<H, F, B>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let activity = Activity::new();
-        let here = activity.clone();
-        let service =
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let version = req.version();
-                let open = here.open();
-                let req = req.map(|b| Body::new(b, idle));
-                let stalled = req.body().stalled().cloned();
-                handler(peer, req).map(move |answer| {
-                    answer.map(|res| Reply::new(res, stalled.as_deref(), version, open))
-                })
-            });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let builder = builder.clone();
+        let tls = tls.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
+            // On a TLS port: the handshake (or a plain request's redirect),
+            // bounded by the idle time, in the connection's own task.
+            let io = match &tls {
+                None => tls::Stream::Plain(stream),
+                Some(tls) => tokio::select! {
+                    s = tls::accept(stream, state, tls, idle) => match s {
+                        Some(s) => s,
+                        None => return,
+                    },
+                    _ = stopped.changed() => return,
+                },
+            };
+            let https = matches!(io, tls::Stream::Tls(_));
+            let activity = Activity::new();
+            let here = activity.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let version = req.version();
+                    let open = here.open();
+                    let mut req = req.map(|b| Body::new(b, idle));
+                    if https {
+                        req.extensions_mut().insert(OverTls);
+                    }
+                    let stalled = req.body().stalled().cloned();
+                    handler(peer, req).map(move |answer| {
+                        answer.map(|res| Reply::new(res, stalled.as_deref(), version, open))
+                    })
+                });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
             tokio::pin!(conn);
             let mut stopping = false;
             // When an idle connection was told to go: it is dropped if

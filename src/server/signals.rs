@@ -1,4 +1,5 @@
-//! Unix signals: SIGTERM/SIGINT shut down, SIGHUP reloads the policy.
+//! Unix signals: SIGTERM/SIGINT shut down, SIGHUP reloads the policy
+//! and the TLS pair.
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -10,6 +11,7 @@ pub fn install(state: AppState) -> impl std::future::Future<Output = ()> + Send 
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             crate::server::reload::reload(&state, "SIGHUP").await;
+            crate::server::tls::reload(&state, "SIGHUP", false);
         }
     });
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -72,15 +72,15 @@ export async function startServer(args = [], { env = {} } = {}) {
   const exited = new Promise((r) => child.once('exit', (code) => r(code)));
   server.exited = exited;
   await Promise.race([
-    until(() => /listening on http:\/\/\S+\n/.test(server.stdout), 'the listening line'),
+    until(() => /listening on https?:\/\/\S+\n/.test(server.stdout), 'the listening line'),
     exited.then((code) => { throw new Error(`dashgate exited with ${code}: ${server.stderr}`); }),
   ]);
-  const addr = server.stdout.match(/listening on http:\/\/(\S+)\n/)[1];
+  const [, scheme, addr] = server.stdout.match(/listening on (https?):\/\/(\S+)\n/);
   server.port = Number(addr.split(':').pop());
-  server.url = `http://${addr}`;
+  server.url = `${scheme}://${addr}`;
   // The `open` line follows at once when the policy can require a credential.
   await new Promise((r) => setTimeout(r, 100));
-  const open = server.stdout.match(/open http:\/\/\S+\?token=(\S+)/);
+  const open = server.stdout.match(/open https?:\/\/\S+\?token=(\S+)/);
   server.token = open ? open[1] : null;
   server.logLines = () => server.stderr.split('\n').filter(Boolean).map((l) => {
     try { return JSON.parse(l); } catch { return { message: l }; }
@@ -107,7 +107,7 @@ export function policyFile(text) {
  * Debian's chromium, headless, in a throw-away profile (a mkdtemp folder,
  * removed by `close()`). Returns the browser context.
  */
-export async function startBrowser({ viewport = { width: 1280, height: 800 }, ...options } = {}) {
+export async function startBrowser({ viewport = { width: 1280, height: 800 }, args = [], ...options } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'dg-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -116,6 +116,7 @@ export async function startBrowser({ viewport = { width: 1280, height: 800 }, ..
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...args,
     ],
     ...options,
   });

@@ -27,6 +27,8 @@ pub struct Server {
     pub token: Option<String>,
     /// Everything printed on stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
+    /// It printed `listening on https://` (`--tls-cert`, `--tls self-signed`).
+    pub https: bool,
 }
 
 impl Drop for Server {
@@ -129,12 +131,18 @@ impl Launch {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut addr = None;
         let mut token = None;
+        let mut https = false;
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     if let Some(a) = line.strip_prefix("listening on http://") {
                         addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
                     }
+                    if let Some(a) = line.strip_prefix("listening on https://") {
+                        addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
+                        https = true;
+                    }
+                    let line = line.replacen("open https://", "open http://", 1);
                     if let Some(rest) = line.strip_prefix("open http://") {
                         token = rest.split("?token=").nth(1).map(str::to_string);
                         break;
@@ -142,6 +150,7 @@ impl Launch {
                     if addr.is_some() {
                         // the `open` line, if any, follows at once
                         if let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+                            let l = l.replacen("open https://", "open http://", 1);
                             if let Some(rest) = l.strip_prefix("open http://") {
                                 token = rest.split("?token=").nth(1).map(str::to_string);
                             }
@@ -166,6 +175,7 @@ impl Launch {
             addr,
             token,
             output,
+            https,
         }
     }
 }

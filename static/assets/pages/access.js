@@ -90,6 +90,10 @@ async function load() {
     ['Rules', esc(p.rules ?? (policy.rules || []).length)],
     ['Loaded', p.loaded_at ? `${esc(new Date(p.loaded_at).toLocaleString())} <span class="muted mono">sha256 ${esc(String(p.sha256 || '').slice(0, 12))}</span>` : undefined],
     ['Listening on', `<code>${esc(status.bind)}</code>`],
+    ['HTTPS', status.tls
+      ? `certificate${status.tls.self_signed ? ' (self-signed)' : ''} <code>${esc(status.tls.cert_file)}</code><br>`
+        + `<span class="muted">sha256</span> <code class="mono" id="access-tls-fingerprint">${esc(status.tls.fingerprint_sha256)}</code>`
+      : '<span class="muted">off (plain HTTP)</span>'],
     ['Startup token', c.startup_token === false ? 'disabled' : 'accepted'],
     ['Tokens', names(c.tokens)],
     ['Users', names(c.users)],
@@ -118,7 +122,8 @@ export function mount() {
   tbody = document.querySelector('#access-rules tbody');
   document.getElementById('access-refresh').addEventListener('click', load);
   feed.subscribe((ev) => {
-    if (ev && ev.type === 'policy.reloaded' && !document.getElementById('page-access').hidden) load();
+    const reloads = ['policy.reloaded', 'tls.reloaded'];
+    if (ev && reloads.includes(ev.type) && !document.getElementById('page-access').hidden) load();
   });
 }
 
