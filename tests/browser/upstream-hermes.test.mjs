@@ -228,9 +228,10 @@ async function hermesWorks(origin, shot, context = ctx) {
 }
 
 describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --allowed-host ${NAME})`, () => {
-  test(`from http://${NAME} (the name that gets 403 through nginx): the page, REST and every WebSocket work`, async () => {
+  test(`from http://${NAME} (the name that gets 403 through nginx): the page, REST and every WebSocket work`, async (t) => {
     const origin = `http://${NAME}:${server.port}`;
     const page = await hermesWorks(origin, 'upstream-hermes-name-works');
+    t.diagnostic(`from ${NAME}: ${page.handshakes.map((h) => `${h.path} ${h.status}`).join(', ')}`);
     // A raw upgrade with the browser's Host and Origin: 101 for each.
     for (const p of SOCKETS) {
       const r = await rawUpgrade(server.port, `${p}?${query(p, hermes.token)}`, { Host: `${NAME}:${server.port}`, Origin: origin });
@@ -243,12 +244,13 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
     await page.close();
   });
 
-  test('from http://127.0.0.1, through the same dashgate: the same', async () => {
+  test('from http://127.0.0.1, through the same dashgate: the same', async (t) => {
     const page = await hermesWorks(`http://127.0.0.1:${server.port}`, 'upstream-hermes-loopback-works');
+    t.diagnostic(`from 127.0.0.1: ${page.handshakes.map((h) => `${h.path} ${h.status}`).join(', ')}`);
     await page.close();
   });
 
-  test('a client outside the LAN gets dashgate\'s sign-in page, never the hermes token, and the hermes page once signed in', async () => {
+  test('a client outside the LAN gets dashgate\'s sign-in page, never the hermes token, and the hermes page once signed in', async (t) => {
     const base = `http://${ns.host}:${server.port}`;
     const html = ['-H', 'Accept: text/html,application/xhtml+xml'];
     const leaks = (r) => r.raw.includes('__HERMES_SESSION_TOKEN__') || r.raw.includes(hermes.token);
@@ -272,6 +274,7 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
       assert.ok([303, 401].includes(r.status), `${path} ${args.join(' ')}: ${r.status}\n${r.raw.slice(0, 500)}`);
       assert.ok(!leaks(r), `${path} ${args.join(' ')} leaked hermes's token`);
       if (r.status === 303) assert.match(r.headers.location, /^\/\.dashgate\/login/);
+      t.diagnostic(`outside: GET ${path.replace(hermes.token, 'T')} ${args.join(' ').replace(hermes.token, 'T')}: ${r.status} ${r.headers.location ?? r.headers['content-type']}`);
     }
     // Its WebSockets: refused before hermes sees them, never a 101.
     for (const p of SOCKETS) {
@@ -279,6 +282,7 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
         '-H', 'Connection: Upgrade', '-H', 'Upgrade: websocket', '-H', 'Sec-WebSocket-Version: 13',
         '-H', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '-H', `Origin: ${base}`]);
       assert.equal(r.status, 401, `${p} upgrade from outside: ${r.raw.slice(0, 300)}`);
+      t.diagnostic(`outside: upgrade ${p}: ${r.status} ${r.body.slice(0, 120)}`);
       assert.ok(!leaks(r));
     }
     // The sign-in page itself is dashgate's.
@@ -328,7 +332,7 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
     }
   });
 
-  test('a reload that drops the LAN rule closes the open chat with 4403', async () => {
+  test('a reload that drops the LAN rule closes the open chat with 4403', async (t) => {
     const origin = `http://${NAME}:${server.port}`;
     const page = await recordingPage();
     await page.goto(`${origin}/chat`, { timeout: 30_000 });
@@ -346,6 +350,7 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
     }), query('/api/pty', hermes.token));
     await until(() => page.evaluate(() => window.probe.bytes > 0), 'the TUI\'s first bytes on the probe socket', 30_000);
     const before = page.closed.length;
+    const shook = page.handshakes.length;
 
     writeFileSync(file, NO_LAN);
     server.child.kill('SIGHUP');
@@ -353,9 +358,17 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
     const closed = await until(() => page.evaluate(() => window.probe.close), 'the probe socket closed', 10_000);
     assert.equal(closed.code, 4403, JSON.stringify(closed));
     assert.ok(closed.reason.length > 0, 'a reason with the 4403');
-    // The page's own chat socket was closed too.
-    await until(() => page.closed.slice(before).some((u) => new URL(u).pathname === '/api/pty'), 'the page\'s chat socket closed', 10_000);
+    // The page's own chat terminal and events feed were closed too.
+    const own = (path) => page.closed.slice(before).some((u) => new URL(u).pathname === path && !u.includes('chat-probe'));
+    await until(() => own('/api/pty') && own('/api/events'), 'the page\'s own /api/pty and /api/events closed', 10_000);
     await until(() => server.logLines().some((l) => l.message === 'policy reloaded'), 'the reload line', 10_000);
+    // What the hermes UI shows: the reason dashgate gave, and its events
+    // feed closed with the code.
+    await until(async () => (await page.text()).includes(closed.reason), `"${closed.reason}" on the hermes page`, 10_000);
+    await until(async () => /events feed rejected \(4403\)/.test(await page.text()), 'the events feed\'s 4403 on the hermes page', 10_000);
+    t.diagnostic(`after the reload: probe /api/pty closed ${closed.code} "${closed.reason}"; the page's sockets closed: ${
+      page.closed.slice(before).map((u) => new URL(u).pathname).join(', ')}; handshakes since: ${
+      page.handshakes.slice(shook).map((h) => `${h.path} ${h.status}`).join(', ') || 'none'}`);
     await screenshot(page, 'upstream-hermes-reloaded');
     // From now on the same browser is asked to sign in.
     await page.goto(`${origin}/chat`, { timeout: 30_000 });
