@@ -210,11 +210,22 @@ async function hermesWorks(origin, shot, context = ctx) {
   // The chat terminal shows the hermes TUI (no API key: its setup panel) ...
   await until(async () => /Hermes Agent/.test(await page.terminal()) && /Setup Required/.test(await page.terminal()),
     'the hermes TUI banner and its Setup Required panel in the chat terminal', 45_000);
-  // ... and takes typed keys: the TUI's prompt echoes them.
+  // ... and takes typed keys: the TUI's prompt line echoes them. One key
+  // at a time, each once the one before is on the screen: the TUI (Ink)
+  // itself drops a key now and then when they come 10 ms apart, straight
+  // from chromium to hermes as much as through dashgate.
   const typed = `hello-${rand()}`;
+  const prompt = async () => (await page.terminal()).split('\n').find((l) => l.includes('❯')) ?? '';
   await page.locator('.hermes-chat-xterm-host .xterm-helper-textarea').focus();
-  await page.keyboard.type(typed, { delay: 10 });
-  await until(async () => (await page.terminal()).includes(typed), `"${typed}" echoed in the chat terminal`, 15_000);
+  try {
+    for (let n = 1; n <= typed.length; n++) {
+      await page.keyboard.type(typed[n - 1]);
+      await until(async () => (await prompt()).includes(typed.slice(0, n)), `"${typed.slice(0, n)}" on the TUI's prompt line`, 5000);
+    }
+  } catch (e) {
+    await screenshot(page, `${shot}-typing-failed`);
+    throw new Error(`${e.message}\nthe terminal:\n${await page.terminal()}`);
+  }
   // The live events feed: /api/events is open and the UI says so.
   await until(async () => /\blive\b/i.test(await page.text()), 'the "live" badge of the events feed', 15_000);
   await screenshot(page, shot);
