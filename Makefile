@@ -41,6 +41,8 @@ unit: deps-web
 ## `cargo build` would link a second variant with other dependency features).
 ## The hermes dashboard behind nginx (nginx-hermes.test.mjs) needs both
 ## installed: the first run installs hermes (a few minutes), later ones reuse it.
+## hermes behind dashgate (upstream-hermes.test.mjs) also needs root: its
+## client outside the LAN runs in a network namespace the test creates.
 browser: deps-web deps-browser deps-hermes deps-nginx
 	$(CARGO) test --no-run --test routes
 	DASHGATE_BIN=$(CURDIR)/target/debug/dashgate CHROMIUM=$(CHROMIUM) NGINX=$(NGINX) \
