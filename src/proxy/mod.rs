@@ -14,6 +14,8 @@
 //! nothing is buffered.
 
 pub mod headers;
+pub mod ops;
+pub mod supervise;
 pub mod ws;
 
 use std::sync::Arc;
@@ -259,7 +261,12 @@ async fn forward(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let html = wants_html(inbound);
-    match send(up, req).await {
+    let sent = std::time::Instant::now();
+    let outcome = send(up, req).await;
+    if let Some(ops) = &state.upstream_ops {
+        ops.observe(&outcome, sent);
+    }
+    match outcome {
         Ok(res) => relay_response(res),
         Err(f) => failure_reply(up, f, html),
     }
