@@ -651,6 +651,33 @@ async fn the_docker_run_script_runs_hermes_behind_dashgate() {
     assert_eq!(processes_with(&needle), Vec::<u32>::new());
 }
 
+/// The lines of a shell script that are code (no comments, no blanks).
+fn code_lines(script: &str) -> Vec<&str> {
+    script
+        .lines()
+        .filter(|l| {
+            (!l.trim().is_empty() && !l.trim_start().starts_with('#')) || l.starts_with("#!")
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_shows_the_script_that_is_tested() {
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/docker/dashboard-run"
+    ))
+    .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```sh\n#!/bin/sh\n")
+        .expect("the run script in README.md")
+        + "```sh\n".len();
+    let len = readme[start..].find("```").unwrap();
+    assert_eq!(code_lines(&readme[start..start + len]), code_lines(&file));
+}
+
 #[tokio::test]
 async fn the_docker_run_script_honours_hermes_dashboard_insecure() {
     let fake = Fake::new();
