@@ -279,6 +279,31 @@ async fn supervised_test_upstream_is_started_proxied_restarted_and_stopped() {
     );
 }
 
+#[tokio::test]
+async fn an_upstream_that_ignores_sigterm_is_killed_and_dashgate_exits_in_time() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let cmd =
+        format!("sh -c 'trap \"\" TERM; exec python3 -m http.server --bind 127.0.0.1 {port}'");
+    let mut s = launch()
+        .args(["--insecure", "--upstream", &url, "--upstream-command", &cmd])
+        .start();
+    let pid = pid_of(&until_state(&s, "up", Duration::from_secs(20)).await);
+    let sent = Instant::now();
+    terminate(&mut s);
+    assert!(
+        sent.elapsed() < Duration::from_millis(2500),
+        "dashgate took {:?} to exit",
+        sent.elapsed()
+    );
+    until_gone(pid, Duration::from_secs(1));
+    assert!(
+        s.output().contains("did not exit on SIGTERM: SIGKILL"),
+        "{}",
+        s.output()
+    );
+}
+
 #[test]
 fn upstream_command_needs_upstream() {
     let out = launch()
