@@ -304,6 +304,43 @@ async fn an_upstream_that_ignores_sigterm_is_killed_and_dashgate_exits_in_time()
     );
 }
 
+#[tokio::test]
+async fn while_the_upstream_starts_a_browser_is_told_dashgate_is_starting_it() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Never listens: the upstream stays `starting`.
+    let mut s = launch()
+        .args([
+            "--insecure",
+            "--upstream",
+            &url,
+            "--upstream-command",
+            "sleep 30",
+        ])
+        .start();
+    let st = until_state(&s, "starting", Duration::from_secs(5)).await;
+    let pid = pid_of(&st);
+    assert_eq!(st["command"], "sleep");
+    let r = http()
+        .get(s.url("/"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("dashgate runs it (<code>sleep</code>) and has started it"),
+        "{page}"
+    );
+    assert!(!page.contains("Start it"), "{page}");
+    let r = http().get(s.url("/api/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("upstream_unavailable"));
+    terminate(&mut s);
+    until_gone(pid, Duration::from_secs(1));
+}
+
 #[test]
 fn upstream_command_needs_upstream() {
     let out = launch()

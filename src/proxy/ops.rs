@@ -139,6 +139,27 @@ impl Ops {
         self.inner.lock().supervised = Some(program.to_owned());
     }
 
+    /// For the page a browser gets while the upstream is down: what
+    /// dashgate is doing about it, when it runs the upstream (HTML).
+    pub fn supervised_hint(&self) -> Option<String> {
+        let i = self.inner.lock();
+        let program = i.supervised.as_ref()?;
+        let program = html_escape(program);
+        let doing = if i.running {
+            "has started it and waits for it to accept connections"
+        } else {
+            "starts it again shortly"
+        };
+        let restarts = match i.restarts {
+            0 => String::new(),
+            1 => " (restarted once so far)".into(),
+            n => format!(" (restarted {n} times so far)"),
+        };
+        Some(format!(
+            "dashgate runs it (<code>{program}</code>) and {doing}{restarts}; reload this page in a moment."
+        ))
+    }
+
     pub fn supervised(&self) -> bool {
         self.inner.lock().supervised.is_some()
     }
@@ -294,4 +315,11 @@ pub fn socket_addr_text(authority: &http::uri::Authority) -> String {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{host}:{port}"),
     }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -118,7 +118,7 @@ pub async fn relay(
     }
     let mut res = match outcome {
         Ok(res) => res,
-        Err(f) => return failure_reply(&up, f, html),
+        Err(f) => return failure_reply(&up, f, html, state.upstream_ops.as_deref()),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
         return relay_response(res);
