@@ -178,14 +178,12 @@ impl Ops {
         self.set(Health::Starting, None);
     }
 
-    /// The supervisor's child ended: the upstream is down.
+    /// The supervisor's child ended: the upstream is down (announced with
+    /// the pid that ended).
     pub fn child_exited(&self, why: String) {
-        {
-            let mut i = self.inner.lock();
-            i.pid = None;
-            i.running = false;
-        }
+        self.inner.lock().running = false;
         self.set(Health::Down, Some(why));
+        self.inner.lock().pid = None;
     }
 
     /// The address accepts connections (a probe, the supervisor's wait, or
