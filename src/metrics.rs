@@ -18,6 +18,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::policy::{Action, CompiledPolicy, Reason};
@@ -56,6 +57,59 @@ fn no_rule() -> Arc<str> {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: &'static str,
+}
+
+/// The upstream a metric is about (SPEC §6): its URL.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+}
+
+/// A proxied request's answer by status class (`1xx` … `5xx`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamClassLabels {
+    pub upstream: String,
+    pub class: &'static str,
+}
+
+/// A proxied request that got no answer: `unavailable` or `timeout`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub upstream: String,
+    pub kind: &'static str,
+}
+
+/// Buckets of the upstream latency histogram, in seconds (1 ms to 30 s,
+/// the default `--upstream-timeout`).
+pub const UPSTREAM_LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn upstream_histogram() -> Histogram {
+    Histogram::new(UPSTREAM_LATENCY_BUCKETS)
+}
+
+/// The per-upstream metrics, found once (at start) and kept: counting a
+/// proxied request hashes no labels.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    /// By status class: `1xx`, `2xx`, `3xx`, `4xx`, `5xx`.
+    pub responses: [Count; 5],
+    pub latency: Histogram,
+    pub unavailable: Count,
+    pub timeouts: Count,
+    pub websockets: Gauge,
+    pub restarts: Counter,
+    pub up: Gauge,
+}
+
+impl UpstreamMetrics {
+    /// Count one answer with `status`, its head after `secs`.
+    pub fn response(&self, status: u16, secs: f64) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].inc();
+        self.latency.observe(secs);
+    }
 }
 
 /// A counter bumped on every request, from every core.
@@ -147,6 +201,12 @@ pub struct Metrics {
     pub event_deliveries: Counter,
     pub event_drops: Counter,
     pub event_publishes: Counter,
+    pub upstream_requests: Family<UpstreamClassLabels, Count>,
+    pub upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Count>,
+    pub upstream_websockets: Family<UpstreamLabels, Gauge>,
+    pub upstream_restarts: Family<UpstreamLabels, Counter>,
+    pub upstream_up: Family<UpstreamLabels, Gauge>,
     request_counters: Found<{ STATUSES.len() }>,
 }
 
@@ -163,6 +223,12 @@ impl Default for Metrics {
             event_deliveries: Counter::default(),
             event_drops: Counter::default(),
             event_publishes: Counter::default(),
+            upstream_requests: Family::default(),
+            upstream_latency: Family::new_with_constructor(upstream_histogram),
+            upstream_errors: Family::default(),
+            upstream_websockets: Family::default(),
+            upstream_restarts: Family::default(),
+            upstream_up: Family::default(),
             request_counters: Found::new(ROUTES.len()),
             registry: Registry::default(),
         };
@@ -210,6 +276,36 @@ impl Default for Metrics {
             "event_publishes",
             "Event messages published",
             m.event_publishes.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Proxied requests the upstream answered, by status class of its answer",
+            m.upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_response_seconds",
+            "Time from sending a proxied request to the upstream's response head",
+            m.upstream_latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Proxied requests the upstream did not answer: unavailable (502) or timeout (504)",
+            m.upstream_errors.clone(),
+        );
+        registry.register(
+            "upstream_websockets_open",
+            "Open WebSockets relayed to the upstream",
+            m.upstream_websockets.clone(),
+        );
+        registry.register(
+            "upstream_restarts",
+            "Restarts of the upstream by --upstream-command's supervisor",
+            m.upstream_restarts.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "1 when the upstream accepts connections, else 0",
+            m.upstream_up.clone(),
         );
         Self { registry, ..m }
     }
@@ -265,6 +361,39 @@ impl Metrics {
                     .clone()
             })
             .inc();
+    }
+
+    /// The metrics of the upstream at `url`, created (at 0) so a scrape
+    /// shows them before the first request.
+    pub fn upstream(&self, url: &str) -> UpstreamMetrics {
+        let one = || UpstreamLabels {
+            upstream: url.to_owned(),
+        };
+        let class = |class| {
+            self.upstream_requests
+                .get_or_create(&UpstreamClassLabels {
+                    upstream: url.to_owned(),
+                    class,
+                })
+                .clone()
+        };
+        let error = |kind| {
+            self.upstream_errors
+                .get_or_create(&UpstreamErrorLabels {
+                    upstream: url.to_owned(),
+                    kind,
+                })
+                .clone()
+        };
+        UpstreamMetrics {
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(class),
+            latency: self.upstream_latency.get_or_create(&one()).clone(),
+            unavailable: error("unavailable"),
+            timeouts: error("timeout"),
+            websockets: self.upstream_websockets.get_or_create(&one()).clone(),
+            restarts: self.upstream_restarts.get_or_create(&one()).clone(),
+            up: self.upstream_up.get_or_create(&one()).clone(),
+        }
     }
 
     /// The text exposition.

@@ -124,6 +124,8 @@ pub struct State {
     /// The TLS pair in force, when the server speaks https (SPEC §7); set
     /// once at start, before the first connection is accepted.
     pub tls: std::sync::OnceLock<Arc<crate::server::tls::Tls>>,
+    /// The upstream's state and metrics (upstream mode, SPEC §6).
+    pub upstream_ops: Option<Arc<crate::proxy::ops::Ops>>,
 }
 
 /// The server's state as routes and tasks hold it: for the life of the
@@ -163,6 +165,14 @@ impl State {
             sink.server_event(kind, data)
         });
         let chat = Registry::new(chat, on_event);
+        let upstream_ops = config.upstream.as_ref().map(|u| {
+            Arc::new(crate::proxy::ops::Ops::new(
+                &u.url,
+                &crate::proxy::ops::socket_addr_text(&u.authority),
+                metrics.upstream(&u.url),
+                hub.clone(),
+            ))
+        });
         let live = LivePolicy::new(policy);
         Box::leak(Box::new(Self {
             chat,
@@ -175,6 +185,7 @@ impl State {
             live: ArcSwap::from_pointee(live),
             started: Instant::now(),
             tls: std::sync::OnceLock::new(),
+            upstream_ops,
         }))
     }
 

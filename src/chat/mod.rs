@@ -26,6 +26,7 @@ mod info;
 mod registry;
 mod scrollback;
 mod session;
+pub(crate) use session::SCRUBBED_ENV;
 mod viewer;
 
 use std::path::PathBuf;

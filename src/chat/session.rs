@@ -46,7 +46,7 @@ const WRITE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(
 /// Server variables a child must not inherit: the startup token (or the
 /// path of the file holding it) would let the agent (or anything it runs)
 /// act as the dashboard's owner.
-const SCRUBBED_ENV: &[&str] = &[
+pub(crate) const SCRUBBED_ENV: &[&str] = &[
     "DASHGATE_TOKEN",
     "DASHGATE_TOKEN_FILE",
     "HERMES_DASHBOARD_SESSION_TOKEN",

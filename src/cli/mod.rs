@@ -142,6 +142,17 @@ pub struct ServeArgs {
     /// path but `/.dashgate/...` (dashgate's own) is proxied to it.
     #[arg(long, env = "DASHGATE_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
+    /// Run the upstream too, as shell words (e.g. `hermes dashboard
+    /// --no-open --skip-build --host 127.0.0.1 --port 9120`): started, waited
+    /// for, restarted with backoff when it exits, stopped on SIGTERM. Its
+    /// output goes to dashgate's log. Needs --upstream.
+    #[arg(
+        long,
+        env = "DASHGATE_UPSTREAM_COMMAND",
+        value_name = "CMD",
+        requires = "upstream"
+    )]
+    pub upstream_command: Option<String>,
     /// Seconds the upstream has to answer (a response head, a WebSocket
     /// handshake) before the client gets 504.
     #[arg(long, env = "DASHGATE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]

@@ -350,6 +350,15 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
+    let upstream_command = match args
+        .upstream_command
+        .as_deref()
+        .map(crate::proxy::supervise::parse_command)
+    {
+        Some(Err(e)) => return fail(e),
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let ctx = match load_context(host, &args.allowed_hosts) {
         Ok(c) => c.with_upstream(upstream.is_some()),
         Err(e) => return fail(e),
@@ -415,6 +424,24 @@ pub fn main(args: ServeArgs) -> i32 {
         let _watcher = crate::server::reload::watch(&state);
         let _tls_watcher = crate::server::tls::watch(&state);
         let shutdown = crate::server::signals::install(state);
+        let supervisor = match (&state.upstream_ops, upstream_command) {
+            (Some(ops), Some(cmd)) => Some(crate::proxy::supervise::start(cmd, ops.clone())),
+            _ => None,
+        };
+        if let Some(ops) = &state.upstream_ops {
+            if supervisor.is_none() {
+                crate::proxy::ops::probe(ops).await;
+            }
+            tokio::spawn(crate::proxy::ops::probe_loop(ops.clone()));
+        }
+        let stopper = supervisor.as_ref().map(crate::proxy::supervise::Supervisor::stopper);
+        let shutdown = async move {
+            shutdown.await;
+            // The upstream is stopped while the sockets say goodbye.
+            if let Some(s) = stopper {
+                let _ = s.send(true);
+            }
+        };
         let summary = state.policy().compiled.summary();
         tracing::info!(bind = %bind, policy = %summary.source, rules = summary.rules, "dashgate listening");
         println!("listening on {scheme}://{shown}");
@@ -428,6 +455,9 @@ pub fn main(args: ServeArgs) -> i32 {
         }
         drop(token);
         crate::server::run(listener, state, limits, shutdown).await;
+        if let Some(s) = supervisor {
+            s.stop().await;
+        }
         0
     })
 }

@@ -14,6 +14,8 @@
 //! nothing is buffered.
 
 pub mod headers;
+pub mod ops;
+pub mod supervise;
 pub mod ws;
 
 use std::sync::Arc;
@@ -259,9 +261,14 @@ async fn forward(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let html = wants_html(inbound);
-    match send(up, req).await {
+    let sent = std::time::Instant::now();
+    let outcome = send(up, req).await;
+    if let Some(ops) = &state.upstream_ops {
+        ops.observe(&outcome, sent);
+    }
+    match outcome {
         Ok(res) => relay_response(res),
-        Err(f) => failure_reply(up, f, html),
+        Err(f) => failure_reply(up, f, html, state.upstream_ops.as_deref()),
     }
 }
 
@@ -287,7 +294,12 @@ pub(crate) fn wants_html(h: &HeaderMap) -> bool {
 
 /// 502 `upstream_unavailable` or 504 `upstream_timeout`: JSON like the
 /// gate's denials, or a short page saying what is down for a browser.
-pub(crate) fn failure_reply(up: &Upstream, f: Failure, html: bool) -> Response {
+pub(crate) fn failure_reply(
+    up: &Upstream,
+    f: Failure,
+    html: bool,
+    ops: Option<&ops::Ops>,
+) -> Response {
     let (status, reason, error) = match f {
         Failure::Unavailable => (
             StatusCode::BAD_GATEWAY,
@@ -310,6 +322,13 @@ pub(crate) fn failure_reply(up: &Upstream, f: Failure, html: bool) -> Response {
         Failure::Timeout => "did not answer in time",
     };
     let secs = up.timeout.as_secs_f64();
+    let port = up.authority.port_u16().unwrap_or(80);
+    let start = ops.and_then(ops::Ops::supervised_hint).unwrap_or_else(|| {
+        format!(
+            "Start it (for hermes: <code>hermes dashboard --no-open --skip-build --host 127.0.0.1 --port {port}</code>) \
+and reload this page."
+        )
+    });
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -317,13 +336,11 @@ pub(crate) fn failure_reply(up: &Upstream, f: Failure, html: bool) -> Response {
 <style>body{{font:16px/1.5 system-ui,sans-serif;background:#111;color:#ddd;max-width:40rem;margin:4rem auto;padding:0 1rem}}code{{color:#fc6}}</style>\
 </head><body><h1>The dashboard behind dashgate is down</h1>\
 <p>dashgate let you in, but the upstream dashboard at <code>{url}</code> {what}.</p>\
-<p>Start it (for hermes: <code>hermes dashboard --no-open --skip-build --host 127.0.0.1 --port {port}</code>) \
-and reload this page. dashgate waits {secs} s for an answer.</p>\
+<p>{start} dashgate waits {secs} s for an answer.</p>\
 <p><code>{code} {reason}</code> · <a href=\"{OWN_PREFIX}/\" style=\"color:#8cf\">dashgate's own pages</a></p>\
 </body></html>",
         status = status.as_u16(),
         url = up.url,
-        port = up.authority.port_u16().unwrap_or(80),
         code = status.as_u16(),
     );
     warp::reply::with_status(warp::reply::html(page), status).into_response()

@@ -45,7 +45,7 @@ pub const PING_EVERY: Duration = Duration::from_secs(30);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The route name relayed sockets are registered under.
-const ROUTE: &str = "upstream";
+pub const ROUTE: &str = "upstream";
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -111,9 +111,14 @@ pub async fn relay(
     *req.uri_mut() = uri;
     *req.headers_mut() = out;
     let html = super::wants_html(&inbound);
-    let mut res = match send(&up, req).await {
+    let sent = std::time::Instant::now();
+    let outcome = send(&up, req).await;
+    if let Some(ops) = &state.upstream_ops {
+        ops.observe(&outcome, sent);
+    }
+    let mut res = match outcome {
         Ok(res) => res,
-        Err(f) => return failure_reply(&up, f, html),
+        Err(f) => return failure_reply(&up, f, html, state.upstream_ops.as_deref()),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
         return relay_response(res);

@@ -38,6 +38,8 @@ pub fn status() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone
 pub fn status_body(state: &AppState) -> serde_json::Value {
     let live = state.policy();
     let summary = live.compiled.summary();
+    let by_route = state.conns.by_route();
+    let relayed = relayed_sockets(&by_route);
     json!({
         "name": "dashgate",
         "version": env!("CARGO_PKG_VERSION"),
@@ -52,7 +54,7 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
         },
         "connections": {
             "websockets": state.conns.len(),
-            "by_route": state.conns.by_route().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "by_route": by_route.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         },
         "channels": state.hub.channel_count(),
         "sessions": {
@@ -60,7 +62,16 @@ pub fn status_body(state: &AppState) -> serde_json::Value {
             "max": state.chat.config().max_sessions,
         },
         "tls": state.tls.get().map(|t| t.status()),
+        "upstream": state.upstream_ops.as_ref().map(|o| o.status(relayed)),
     })
+}
+
+/// Open WebSockets relayed to the upstream, from `Conns::by_route`.
+fn relayed_sockets(by_route: &[(&'static str, usize)]) -> usize {
+    by_route
+        .iter()
+        .find(|(r, _)| *r == crate::proxy::ws::ROUTE)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// GET /api/whoami, or GET /api/whoami?path=P&transport=ws|http
@@ -144,7 +155,13 @@ pub fn metrics() -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clon
         Endpoint::plain(|state, _| {
             let m = &state.metrics;
             m.websockets.clear();
-            for (route, n) in state.conns.by_route() {
+            let by_route = state.conns.by_route();
+            if let Some(ops) = &state.upstream_ops {
+                ops.metrics
+                    .websockets
+                    .set(relayed_sockets(&by_route) as i64);
+            }
+            for (route, n) in by_route {
                 m.websockets
                     .get_or_create(&crate::metrics::RouteLabels { route })
                     .set(n as i64);

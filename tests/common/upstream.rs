@@ -43,7 +43,12 @@ pub struct TestUpstream {
 
 impl TestUpstream {
     pub async fn start() -> TestUpstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0").await
+    }
+
+    /// [`TestUpstream::start`] on a given address (`127.0.0.1:PORT`).
+    pub async fn start_at(addr: &str) -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let release = Arc::new(Notify::new());
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();

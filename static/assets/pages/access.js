@@ -25,6 +25,24 @@ function mode(status) {
   return `file <code>${esc(src)}</code>${p.preset ? ` (extends <b>${esc(p.preset)}</b>)` : ''}`;
 }
 
+// The dashboard dashgate fronts (upstream mode): its URL, whether it is up,
+// and its process when dashgate runs it (--upstream-command).
+function upstreamCell(u) {
+  const badge = { up: 'allow', starting: 'authenticate', down: 'deny' }[u.state] || 'exited';
+  const parts = [`<code>${esc(u.url)}</code> <span class="badge badge-${badge}" id="access-upstream-state">${esc(u.state)}</span>`];
+  if (u.since) parts.push(`<span class="muted small">since ${esc(new Date(u.since).toLocaleString())}</span>`);
+  if (u.supervised) {
+    const pid = u.pid != null ? `pid <code>${esc(u.pid)}</code>` : '<span class="muted">not running</span>';
+    parts.push(`<br>run by dashgate: <code>${esc(u.command)}</code>, ${pid}, restarts ${esc(u.restarts)}`);
+  }
+  if (u.websockets) parts.push(`<br>${esc(u.websockets)} relayed WebSocket${u.websockets === 1 ? '' : 's'} open`);
+  if (u.last_error) {
+    const at = u.last_error_at ? ` <span class="muted small">(${esc(new Date(u.last_error_at).toLocaleString())})</span>` : '';
+    parts.push(`<br><span class="muted">last error</span> ${esc(u.last_error)}${at}`);
+  }
+  return parts.join(' ');
+}
+
 function fromCell(r) {
   const parts = [];
   if (r.from) parts.push(tags(r.from));
@@ -90,6 +108,7 @@ async function load() {
     ['Rules', esc(p.rules ?? (policy.rules || []).length)],
     ['Loaded', p.loaded_at ? `${esc(new Date(p.loaded_at).toLocaleString())} <span class="muted mono">sha256 ${esc(String(p.sha256 || '').slice(0, 12))}</span>` : undefined],
     ['Listening on', `<code>${esc(status.bind)}</code>`],
+    ['Upstream', status.upstream ? upstreamCell(status.upstream) : undefined],
     ['HTTPS', status.tls
       ? `certificate${status.tls.self_signed ? ' (self-signed)' : ''} <code>${esc(status.tls.cert_file)}</code><br>`
         + `<span class="muted">sha256</span> <code class="mono" id="access-tls-fingerprint">${esc(status.tls.fingerprint_sha256)}</code>`
@@ -122,7 +141,7 @@ export function mount() {
   tbody = document.querySelector('#access-rules tbody');
   document.getElementById('access-refresh').addEventListener('click', load);
   feed.subscribe((ev) => {
-    const reloads = ['policy.reloaded', 'tls.reloaded'];
+    const reloads = ['policy.reloaded', 'tls.reloaded', 'upstream.state'];
     if (ev && reloads.includes(ev.type) && !document.getElementById('page-access').hidden) load();
   });
 }
