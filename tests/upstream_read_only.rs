@@ -105,12 +105,23 @@ fn start(
 async fn a_read_only_principals_unsafe_methods_are_403_and_never_reach_the_upstream() {
     let up = TestUpstream::start().await;
     let (_d, _p, s) = start(&up, "full");
-    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+    for method in ["POST", "PUT", "PATCH", "DELETE", "PROPFIND"] {
         let (status, body) = call(&s, method, "/api/things/1", VIC, &[]).await;
         assert_eq!(status, 403, "{method}: {body}");
         assert_eq!(body["reason"], "read_only", "{body}");
         assert_eq!(body["rule"], "viewers watch", "{body}");
     }
+    // CONNECT is not a safe method either (RFC 9110 §9.2.1). (In authority
+    // form, `CONNECT host:port`, the gate refuses it for its host already.)
+    let (status, body) = raw_request(
+        s.addr,
+        &format!(
+            "CONNECT /api/things/1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {VIC}\r\nConnection: close\r\n\r\n",
+            s.addr
+        ),
+    );
+    assert_eq!(status, 403, "CONNECT: {body}");
+    assert!(body.contains("read_only"), "CONNECT: {body}");
     // Reading is proxied.
     let (status, echo) = call(&s, "GET", "/api/things/1", VIC, &[]).await;
     assert_eq!(status, 200, "{echo}");
