@@ -341,7 +341,7 @@ async fn lan_preset_proxies_from_loopback() {
 #[tokio::test]
 async fn bad_upstream_urls_are_refused_at_start() {
     for url in [
-        "https://127.0.0.1:1",
+        "ftp://127.0.0.1:1",
         "127.0.0.1:9120",
         "http://127.0.0.1:1/base",
     ] {

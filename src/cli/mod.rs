@@ -138,8 +138,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, env = "DASHGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Put the gate in front of this dashboard (`http://HOST:PORT`): every
-    /// path but `/.dashgate/...` (dashgate's own) is proxied to it.
+    /// Put the gate in front of this dashboard (`http://HOST:PORT` or
+    /// `https://HOST:PORT`): every path but `/.dashgate/...` (dashgate's
+    /// own) is proxied to it.
     #[arg(long, env = "DASHGATE_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
     /// Run the upstream too, as shell words (e.g. `hermes dashboard
@@ -153,6 +154,10 @@ pub struct ServeArgs {
         requires = "upstream"
     )]
     pub upstream_command: Option<String>,
+    /// Check an https upstream's certificate against the CA certificates
+    /// of this PEM file only (default: the system's roots).
+    #[arg(long, env = "DASHGATE_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
     /// Seconds the upstream has to answer (a response head, a WebSocket
     /// handshake) before the client gets 504.
     #[arg(long, env = "DASHGATE_UPSTREAM_TIMEOUT", default_value_t = 30.0)]

@@ -214,7 +214,8 @@ fn upstream(args: &ServeArgs) -> Result<Option<Arc<Upstream>>, String> {
             "--upstream-timeout {t}: expected a positive number of seconds"
         ));
     }
-    Upstream::parse(url, Duration::from_secs_f64(t)).map(|u| Some(Arc::new(u)))
+    Upstream::parse_with(url, Duration::from_secs_f64(t), args.upstream_ca.as_deref())
+        .map(|u| Some(Arc::new(u)))
 }
 
 /// The connection limits (SPEC §8); none of them may be zero.

@@ -314,11 +314,13 @@ impl Rule {
 }
 
 /// What a read-only admission may not send: POST, PUT, PATCH, DELETE (bits
-/// 2..=5 of [`METHODS`]), and any method no rule can name (bit 0: fail
-/// closed).
+/// 2..=5 of [`METHODS`]), CONNECT (bit 7: not a safe method, RFC 9110
+/// §9.2.1; a tunnel writes), and any method no rule can name (bit 0: fail
+/// closed). GET, HEAD, OPTIONS and TRACE are safe.
 fn unsafe_method(bit: u16) -> bool {
-    const UNSAFE: u16 = 0b11_1100;
+    const UNSAFE: u16 = 0b1011_1100;
     debug_assert_eq!(method_bit("POST") | method_bit("DELETE"), 0b10_0100);
+    debug_assert_eq!(method_bit("CONNECT"), 0b1000_0000);
     bit == 0 || bit & UNSAFE != 0
 }
 

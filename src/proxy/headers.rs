@@ -26,8 +26,8 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// The principal dashgate admitted (absent for an anonymous caller).
 pub const X_DASHGATE_USER: HeaderName = HeaderName::from_static("x-dashgate-user");
-/// The principal's groups: groups arrive in a later issue, so this is only
-/// ever removed from what a client sent, never set.
+/// The principal's groups under the deciding policy, comma-separated
+/// (absent when it has none); a client-sent copy is always removed.
 pub const X_DASHGATE_GROUPS: HeaderName = HeaderName::from_static("x-dashgate-groups");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -144,9 +144,10 @@ fn origin_checked(method: &http::Method, ws: bool) -> bool {
 /// The headers of the request sent to the upstream. `ws`: a WebSocket
 /// handshake (its `Upgrade`, `Connection` and key are set; extensions such
 /// as permessage-deflate are dropped, as each hop frames its own messages).
-/// `forward_auth`: the policy's forward auth, whose user header and shared
-/// secret header are never passed on (the secret is between the proxy in
-/// front and dashgate only).
+/// `forward_auth`: the policy's forward auth, whose user, groups and shared
+/// secret headers are never passed on (the secret is between the proxy in
+/// front and dashgate only; the upstream gets the principal as
+/// `X-Dashgate-User` / `X-Dashgate-Groups`).
 pub fn outbound(
     inbound: &HeaderMap,
     method: &http::Method,
@@ -158,7 +159,14 @@ pub fn outbound(
     let named = connection_named(inbound);
     let forward_auth: Vec<HeaderName> = forward_auth
         .into_iter()
-        .flat_map(|fa| [&fa.user_header, &fa.secret_header])
+        .flat_map(|fa| {
+            [
+                Some(&fa.user_header),
+                Some(&fa.secret_header),
+                fa.groups_header.as_ref(),
+            ]
+        })
+        .flatten()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
     let mut out = HeaderMap::with_capacity(inbound.len() + 6);
@@ -202,6 +210,11 @@ pub fn outbound(
     }
     if let Some(v) = principal_name(&access.principal).and_then(|n| HeaderValue::from_str(n).ok()) {
         out.insert(X_DASHGATE_USER, v);
+    }
+    if !access.groups.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&access.groups.join(",")) {
+            out.insert(X_DASHGATE_GROUPS, v);
+        }
     }
     if ws {
         out.insert(UPGRADE, HeaderValue::from_static("websocket"));

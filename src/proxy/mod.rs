@@ -1,6 +1,6 @@
 //! Upstream mode (SPEC §6): the gate in front of an existing dashboard.
 //!
-//! `--upstream http://HOST:PORT` moves dashgate's own routes under
+//! `--upstream http://HOST:PORT` (or `https://`) moves dashgate's own routes under
 //! [`OWN_PREFIX`] and sends every other path here, after the same
 //! `authorize()` as everything else (`routes::tree`). A request is proxied
 //! with an outbound request built from scratch ([`headers::outbound`]) on
@@ -12,12 +12,18 @@
 //! ([`Streamed`]), and the accept loop puts it in place on the way out
 //! ([`with_streamed_body`]): the route still answers, behind the gate, and
 //! nothing is buffered.
+//!
+//! An `https://` upstream is reached through hyper-rustls (ring, HTTP/1.1
+//! only), its certificate checked against the system's roots or against
+//! `--upstream-ca FILE` alone ([`UpstreamTls`]); one that does not verify
+//! is a 502 with the TLS error in the log, never a connection made anyway.
 
 pub mod headers;
 pub mod ops;
 pub mod supervise;
 pub mod ws;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +34,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -55,17 +62,29 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of a request sent to the upstream.
 pub type OutBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// What an `https://` upstream's certificate is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTls {
+    /// The system's roots (rustls-native-certs: `/etc/ssl/certs`, or
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
+    SystemRoots,
+    /// Only the certificates of this PEM file (`--upstream-ca`).
+    Ca(PathBuf),
+}
+
 /// The upstream dashgate fronts: where it is and the pooled client to it.
 pub struct Upstream {
-    /// `http://HOST:PORT`, as given (normalised).
+    /// `http://HOST:PORT` or `https://HOST:PORT`, as given (normalised).
     pub url: String,
     pub authority: Authority,
+    /// Over TLS (`https://`).
+    pub https: bool,
     /// `Host` of every outbound request: the upstream's own authority.
     host_header: HeaderValue,
-    /// The upstream's own origin, `http://HOST:PORT`: the `Origin` a
+    /// The upstream's own origin, `http(s)://HOST:PORT`: the `Origin` a
     /// checked browser request is rewritten to.
     origin_header: HeaderValue,
-    client: Client<HttpConnector, OutBody>,
+    client: Client<HttpsConnector<HttpConnector>, OutBody>,
     pub timeout: Duration,
 }
 
@@ -79,23 +98,34 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Parse `--upstream URL`: `http://HOST[:PORT]` with no path beyond `/`.
+    /// Parse `--upstream URL`: `http://HOST[:PORT]` with no path beyond `/`,
+    /// or `https://…`, checked against the system's roots.
     ///
     /// # Errors
     /// A message saying what is wrong with the URL.
     pub fn parse(url: &str, timeout: Duration) -> Result<Self, String> {
+        Self::parse_with(url, timeout, None)
+    }
+
+    /// [`Self::parse`], with `--upstream-ca FILE` (only for `https://`).
+    ///
+    /// # Errors
+    /// What is wrong with the URL, or with the CA file, or that the system
+    /// has no roots to check an https upstream against.
+    pub fn parse_with(url: &str, timeout: Duration, ca: Option<&Path>) -> Result<Self, String> {
         let bad = |why: &str| format!("--upstream {url:?}: {why}");
         let uri: http::Uri = url
             .parse()
             .map_err(|_| bad("not a URL (expected http://HOST:PORT)"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https upstreams are not supported yet (use http:// on loopback)",
-                ))
-            }
-            _ => return Err(bad("expected http://HOST:PORT")),
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
+        };
+        if ca.is_some() && !https {
+            return Err(bad(
+                "--upstream-ca is for an https:// upstream (this one is plain http)",
+            ));
         }
         let Some(auth) = uri.authority() else {
             return Err(bad("no host (expected http://HOST:PORT)"));
@@ -108,14 +138,28 @@ impl Upstream {
         if auth.as_str().contains('@') {
             return Err(bad("user info is not supported"));
         }
-        let port = auth.port_u16().unwrap_or(80);
+        let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority: Authority = format!("{}:{port}", auth.host())
             .parse()
             .map_err(|_| bad("bad host"))?;
-        let origin = format!("http://{authority}");
+        let scheme = if https { "https" } else { "http" };
+        let origin = format!("{scheme}://{authority}");
+        let tls = if https {
+            let trust = ca.map_or(UpstreamTls::SystemRoots, |p| UpstreamTls::Ca(p.to_owned()));
+            client_tls(&trust)?
+        } else {
+            // Never used: an http:// upstream's URIs are all http.
+            client_config(rustls::RootCertStore::empty())?
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
@@ -124,9 +168,19 @@ impl Upstream {
             origin_header: HeaderValue::from_str(&origin).map_err(|_| bad("bad host"))?,
             url: origin,
             authority,
+            https,
             client,
             timeout,
         })
+    }
+
+    /// `http` or `https`.
+    fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The outbound URI for `path` and `query` as the client sent them.
@@ -137,11 +191,84 @@ impl Upstream {
             format!("{path}?{query}")
         };
         http::Uri::builder()
-            .scheme("http")
+            .scheme(self.scheme())
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
     }
+}
+
+/// The client's TLS config for an https upstream: ring, the roots of
+/// `trust`.
+fn client_tls(trust: &UpstreamTls) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match trust {
+        UpstreamTls::Ca(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let shown = path.display();
+            let pem = std::fs::read(path).map_err(|e| format!("--upstream-ca {shown}: {e}"))?;
+            let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("--upstream-ca {shown}: not PEM certificates ({e})"))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--upstream-ca {shown}: no certificate in it (expected PEM, BEGIN CERTIFICATE)"
+                ));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("--upstream-ca {shown}: {e}"))?;
+            }
+            tracing::info!(ca = %shown, roots = roots.len(), "https upstream: certificate checked against --upstream-ca only");
+        }
+        UpstreamTls::SystemRoots => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "https upstream: a system root store could not be read");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(
+                    "--upstream https://…: the system has no root certificates to check the \
+                     upstream against (/etc/ssl/certs, SSL_CERT_FILE); give its CA with \
+                     --upstream-ca FILE"
+                        .to_string(),
+                );
+            }
+            tracing::info!(
+                roots = added,
+                ignored,
+                "https upstream: certificate checked against the system roots"
+            );
+        }
+    }
+    client_config(roots)
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("upstream TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An error and its sources, `outer: inner: innermost` (hyper's client
+/// error says only "client error (Connect)"; the TLS reason is inside).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(inner) = next {
+        let s = inner.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = inner.source();
+    }
+    out
 }
 
 /// The upstream's response body, carried beside warp's reply (see the
@@ -232,7 +359,8 @@ async fn send(
     match tokio::time::timeout(up.timeout, up.client.request(req)).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => {
-            tracing::warn!(upstream = %up.url, error = %e, connect = e.is_connect(), "upstream request failed");
+            let error = error_chain(&e);
+            tracing::warn!(upstream = %up.url, error = %error, connect = e.is_connect(), "upstream request failed");
             Err(Failure::Unavailable)
         }
         Ok(Ok(res)) => Ok(res),
@@ -316,6 +444,10 @@ pub(crate) fn failure_reply(
         return error_reply(status, reason, error);
     }
     let what = match f {
+        Failure::Unavailable if up.https => {
+            "is not reachable: nothing accepts connections there, it closed the connection, \
+             or its TLS certificate did not verify (dashgate's log says which)"
+        }
         Failure::Unavailable => {
             "is not reachable: nothing accepts connections there, or it closed the connection"
         }

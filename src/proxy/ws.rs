@@ -8,6 +8,10 @@
 //! driven by tokio-tungstenite and messages are relayed one by one, which
 //! is what lets a reload close the socket with 4403 and the rule, and lets
 //! dashgate ping the browser (hermes sends no pings; idle proxies drop it).
+//! A socket admitted with `access: read` (SPEC §2.5) gets the upstream's
+//! messages while its own text and binary messages are dropped
+//! ([`ReadOnly`]); a reload that takes write access away closes it with
+//! 4403 like any other registered socket (`gate::still_allowed`).
 
 use std::time::Duration;
 
@@ -138,6 +142,14 @@ pub async fn relay(
         );
     }
     let protocol = res.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
+    let read_only = access.read_only().then(|| ReadOnly {
+        principal: headers::principal_name(&access.principal)
+            .unwrap_or("anonymous")
+            .to_owned(),
+        rule: access.rule.as_deref().unwrap_or("-").to_owned(),
+        path: access.facts().path.clone(),
+        told: false,
+    });
     let guard = match crate::routes::events::register(&state, ROUTE, access) {
         Ok(g) => g,
         Err(e) => return e.into_response(),
@@ -161,7 +173,7 @@ pub async fn relay(
         let upstream =
             WebSocketStream::from_raw_socket(TokioIo::new(upstream), Role::Client, Some(config()))
                 .await;
-        pump(client, upstream, guard).await;
+        pump(client, upstream, guard, read_only).await;
     });
     let mut out = Response::default();
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -185,9 +197,43 @@ fn close_msg(code: u16, reason: &str) -> Message {
     }))
 }
 
+/// A relayed socket admitted with `access: read` (SPEC §2.5): the client's
+/// text and binary messages are dropped, not forwarded. The upstream's
+/// protocol is not dashgate's, so nothing is injected into the socket to
+/// say so (an unknown frame could break the upstream's page); the drop is
+/// logged once per socket at info instead.
+struct ReadOnly {
+    principal: String,
+    rule: String,
+    path: String,
+    told: bool,
+}
+
+impl ReadOnly {
+    /// A client message dropped: the first one is logged.
+    fn dropped(&mut self) {
+        if !self.told {
+            self.told = true;
+            tracing::info!(
+                principal = %self.principal,
+                rule = %self.rule,
+                path = %self.path,
+                "read-only socket: the client's messages are not forwarded to the upstream"
+            );
+        }
+    }
+}
+
 /// Relay messages both ways until one side closes, or the registry tells
-/// the socket to close (a reload, a sign-out, shutdown).
-async fn pump(mut client: Socket, mut upstream: Socket, mut guard: ConnGuard) {
+/// the socket to close (a reload, a sign-out, shutdown). With `read_only`,
+/// the client's text and binary messages are dropped (its pings, pongs and
+/// close are handled as always).
+async fn pump(
+    mut client: Socket,
+    mut upstream: Socket,
+    mut guard: ConnGuard,
+    mut read_only: Option<ReadOnly>,
+) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -212,6 +258,11 @@ async fn pump(mut client: Socket, mut upstream: Socket, mut guard: ConnGuard) {
                     return;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(_)) if read_only.is_some() => {
+                    if let Some(r) = read_only.as_mut() {
+                        r.dropped();
+                    }
+                }
                 Some(Ok(m)) => {
                     if upstream.send(m).await.is_err() {
                         let _ = client.send(close_msg(1011, "upstream connection lost")).await;
