@@ -169,6 +169,18 @@ async fn handshakes(addr: SocketAddr, tls: &TlsConnector, total: usize) -> Optio
 /// workers too) and waited for, boundedly, before `Proc` kills it.
 pub struct Nginx(Proc);
 
+impl Nginx {
+    /// The pids of the master's children (its workers).
+    pub fn workers(&self) -> Vec<u32> {
+        let pid = self.0.pid();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let pid = self.0.pid() as libc::pid_t;

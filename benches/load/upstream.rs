@@ -47,7 +47,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::fanout::{connect, local};
 use super::http::{get_json, median, quantile, round, Round, Target};
-use super::procs::{settle, Dashgate, Proc};
+use super::procs::{cpu_ns, settle, Dashgate, Proc};
 use super::rawws::RawWs;
 use super::table::{Row, Table};
 use super::tls::{free_port, run_nginx, Nginx};
@@ -347,6 +347,10 @@ struct Front {
     mb_s: Vec<f64>,
     echo_us: Vec<u32>,
     ws_failed: usize,
+    /// The proxy's processes (nginx: its workers), for CPU per request.
+    pids: Vec<u32>,
+    /// CPU (all threads of `pids`) per successful request, ns, each round.
+    cpu_per_req: Vec<f64>,
 }
 
 impl Front {
@@ -358,7 +362,13 @@ impl Front {
             mb_s: vec![],
             echo_us: vec![],
             ws_failed: 0,
+            pids: vec![],
+            cpu_per_req: vec![],
         }
+    }
+    fn with_pids(mut self, pids: Vec<u32>) -> Self {
+        self.pids = pids;
+        self
     }
     fn rps(&self) -> Vec<f64> {
         self.http.iter().map(Round::rps).collect()
@@ -406,13 +416,13 @@ pub async fn run(t: &mut Table, plan: Plan) {
     let dir = tempfile::tempdir().expect("temp dir");
     let nginx = start_nginx(dir.path(), &up);
     let mut fronts = vec![
-        Front::new("dashgate", dash.addr),
-        Front::new("dashgate-lan", dash_lan.addr),
+        Front::new("dashgate", dash.addr).with_pids(vec![dash.proc.pid()]),
+        Front::new("dashgate-lan", dash_lan.addr).with_pids(vec![dash_lan.proc.pid()]),
         Front::new("direct", up.app),
     ];
-    if let Ok((_, plain, gated)) = &nginx {
-        fronts.push(Front::new("nginx", *plain));
-        fronts.push(Front::new("nginx-auth", *gated));
+    if let Ok((ng, plain, gated)) = &nginx {
+        fronts.push(Front::new("nginx", *plain).with_pids(ng.workers()));
+        fronts.push(Front::new("nginx-auth", *gated).with_pids(ng.workers()));
     }
     let (http_rounds, ws_rounds, big_count, small_count) = if plan.full {
         (HTTP_ROUNDS, WS_ROUNDS, BIG_COUNT, SMALL_COUNT)
@@ -435,7 +445,13 @@ pub async fn run(t: &mut Table, plan: Plan) {
         shuffle(&mut order, i as u64);
         for &j in &order {
             let f = &mut fronts[j];
+            let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_ns(*p)).sum::<u64>();
+            let c0 = cpu(&f.pids);
             let r = round(&target(f.addr), CONNS, plan.requests, LIMIT).await;
+            if !f.pids.is_empty() {
+                f.cpu_per_req
+                    .push(cpu(&f.pids).saturating_sub(c0) as f64 / r.ok.max(1) as f64);
+            }
             println!(
                 "  upstream GET round {}/{http_rounds} {:12}: {:>8.0} req/s, {} errors",
                 i + 1,
@@ -575,6 +591,20 @@ fn rows(
             ),
         ));
     }
+    let cpu: Vec<String> = fronts
+        .iter()
+        .filter(|f| !f.cpu_per_req.is_empty())
+        .map(|f| format!("{} {:.1}", f.name, median(&f.cpu_per_req) / 1000.0))
+        .collect();
+    t.push(
+        Row::new(
+            "upstream GET: proxy CPU per request (µs)",
+            median(&fronts[d].cpu_per_req) / 1000.0,
+            "µs",
+            cpu.join("; "),
+        )
+        .note("CPU of the proxy's own processes (dashgate: all threads; nginx: its workers, not the auth service) over each round ÷ requests, median of the rounds (/proc/PID/task/*/schedstat): less moved by the machine's other load than requests/s"),
+    );
     t.push(Row::new(
         "upstream GET: the upstream alone (no proxy)",
         median(&fronts[direct].rps()),
