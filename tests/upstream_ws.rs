@@ -165,3 +165,45 @@ async fn a_reload_that_drops_the_rule_closes_the_relayed_socket_with_4403() {
         Some((4403, "nobody now".into()))
     );
 }
+
+/// Both directions at once: the client keeps pushing while the upstream's
+/// echoes come back. A relay that waited on one side's write while not
+/// reading the other deadlocked here once the socket buffers filled (the
+/// upstream blocked writing its echoes, dashgate blocked writing to it).
+#[tokio::test]
+async fn the_relay_carries_both_directions_at_once_without_deadlock() {
+    const SIZE: usize = 512 * 1024;
+    const COUNT: usize = 128; // 64 MiB each way: more than the socket buffers
+    let up = TestUpstream::start().await;
+    let s = launch()
+        .args(["--upstream", &up.url(), "--insecure"])
+        .start();
+    let (mut ws, _) = ws_connect_from("127.0.0.1", &s.ws_url("/ws/echo"), &[])
+        .await
+        .expect("relayed handshake");
+    next_text(&mut ws, T).await.expect("the upstream's hello");
+    let (mut tx, mut rx) = ws.split();
+    let writer = async {
+        let payload = bytes::Bytes::from(vec![0x5a; SIZE]);
+        for _ in 0..COUNT {
+            tx.send(Message::Binary(payload.clone())).await.unwrap();
+        }
+    };
+    let reader = async {
+        let mut got = 0;
+        while got < SIZE * COUNT {
+            match rx.next().await {
+                Some(Ok(Message::Binary(b))) => got += b.len(),
+                Some(Ok(_)) => {}
+                other => panic!("relay ended after {got} bytes: {other:?}"),
+            }
+        }
+        got
+    };
+    let (_, got) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(writer, reader)
+    })
+    .await
+    .expect("the relay stalled: both directions at once deadlocked");
+    assert_eq!(got, SIZE * COUNT);
+}

@@ -14,6 +14,9 @@
 //!   agent's own dashboard, as ratios.
 //! * `tls`     – `/api/status` over TLS with keep-alive and new TLS
 //!   connections per second, dashgate vs nginx (same certificate).
+//! * `upstream` – `--upstream` in front of a bench upstream against nginx's
+//!   plain reverse proxy and nginx with `auth_request`: proxied GET, the
+//!   WebSocket relay, 10,000 idle proxied WebSockets.
 //!
 //! `cargo bench --bench load -- gate fanout` runs only the named parts.
 //! Every loop is bounded in count and in time, and every socket is loopback.
@@ -31,6 +34,7 @@ mod procs;
 mod rawws;
 mod table;
 mod tls;
+mod upstream;
 
 use table::Table;
 
@@ -80,6 +84,10 @@ const SMOKE: Plan = Plan {
 fn main() {
     if std::env::var("DASHGATE_BENCH_ROLE").as_deref() == Ok("ab-server") {
         gate::ab_server();
+        return;
+    }
+    if std::env::var("DASHGATE_BENCH_ROLE").as_deref() == Ok("upstream-server") {
+        upstream::upstream_server();
         return;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -145,6 +153,10 @@ fn main() {
         if run("tls") {
             t.section(8);
             tls::run(&mut t, plan).await;
+        }
+        if run("upstream") {
+            t.section(9);
+            upstream::run(&mut t, plan).await;
         }
     });
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -73,7 +73,7 @@ pub struct Table {
 
 impl Table {
     /// Rows pushed from now on belong to section `n` (1 decide, 2 gate,
-    /// 3 fan-out, 4 chat, 5 idle, 6 churn, 7 hermes, 8 TLS).
+    /// 3 fan-out, 4 chat, 5 idle, 6 churn, 7 hermes, 8 TLS, 9 upstream).
     pub fn section(&mut self, n: u8) {
         self.section = n;
     }

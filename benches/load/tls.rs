@@ -167,7 +167,19 @@ async fn handshakes(addr: SocketAddr, tls: &TlsConnector, total: usize) -> Optio
 
 /// nginx with its workers: the master is told to stop (SIGTERM ends its
 /// workers too) and waited for, boundedly, before `Proc` kills it.
-struct Nginx(Proc);
+pub struct Nginx(Proc);
+
+impl Nginx {
+    /// The pids of the master's children (its workers).
+    pub fn workers(&self) -> Vec<u32> {
+        let pid = self.0.pid();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -185,17 +197,23 @@ impl Drop for Nginx {
     }
 }
 
-/// Debian's nginx on a free loopback port with the pair in `dir`, in a
-/// temp prefix, in the foreground, a worker per core.
-fn start_nginx(dir: &Path) -> Result<(Nginx, SocketAddr), String> {
+/// A free loopback port (bound and released: nginx binds it next).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Debian's nginx (`$NGINX`, default `/usr/sbin/nginx`) in the temp prefix
+/// `dir`, in the foreground, a worker per core, access log off, with
+/// `http_conf` inside its `http {}` block; returns once every address in
+/// `listen` accepts connections (bounded).
+pub fn run_nginx(dir: &Path, http_conf: &str, listen: &[SocketAddr]) -> Result<Nginx, String> {
     let bin = std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into());
     if !Path::new(&bin).exists() {
         return Err(format!("no {bin}: run `make deps-nginx`"));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
     std::fs::create_dir_all(dir.join("logs")).map_err(|e| e.to_string())?;
     let d = dir.display();
     let conf = format!(
@@ -212,18 +230,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {d}/cert.pem;
-    ssl_certificate_key {d}/key.pem;
-    ssl_protocols TLSv1.3 TLSv1.2;
-    ssl_session_tickets off;
-    ssl_session_cache off;
-    location = /api/status {{
-      default_type application/json;
-      return 200 '{{"name":"nginx","status":"ok"}}';
-    }}
-  }}
+{http_conf}
 }}
 "#
     );
@@ -236,16 +243,39 @@ http {{
         .arg("-e")
         .arg(dir.join("logs/error.log"));
     let proc = Nginx(Proc::spawn(cmd).map_err(|e| format!("cannot run {bin}: {e}"))?);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        if Instant::now() > end {
-            let log = std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default();
-            return Err(format!("nginx did not listen on {addr}: {log}"));
+    for addr in listen {
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > end {
+                let log = std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default();
+                return Err(format!("nginx did not listen on {addr}: {log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok((proc, addr))
+    Ok(proc)
+}
+
+/// nginx serving the pair in `dir` over TLS on a free loopback port.
+fn start_nginx(dir: &Path) -> Result<(Nginx, SocketAddr), String> {
+    let port = free_port()?;
+    let d = dir.display();
+    let conf = format!(
+        r#"  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
+    ssl_protocols TLSv1.3 TLSv1.2;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    location = /api/status {{
+      default_type application/json;
+      return 200 '{{"name":"nginx","status":"ok"}}';
+    }}
+  }}"#
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    Ok((run_nginx(dir, &conf, &[addr])?, addr))
 }
 
 /// The TLS rows.

@@ -224,39 +224,73 @@ impl ReadOnly {
     }
 }
 
+/// Why [`pump`] stopped relaying.
+enum End {
+    /// The registry closed the socket (a reload, a sign-out, shutdown).
+    Revoked(crate::server::conns::Close),
+    /// dashgate's ping to the client could not be written.
+    PingFailed,
+    ClientClosed(Option<CloseFrame>),
+    /// The client's message could not be read (1002, or 1009: too big).
+    ClientFailed(u16),
+    ClientGone,
+    /// A message from the upstream could not be written to the client.
+    ClientWriteFailed,
+    UpstreamClosed(Option<CloseFrame>),
+    UpstreamLost,
+    /// A message from the client could not be written to the upstream.
+    UpstreamWriteFailed,
+}
+
 /// Relay messages both ways until one side closes, or the registry tells
 /// the socket to close (a reload, a sign-out, shutdown). With `read_only`,
 /// the client's text and binary messages are dropped (its pings, pongs and
 /// close are handled as always).
+///
+/// The two directions run as two loops, side by side: a loop that waited
+/// on one side's write while the other side's messages piled up would
+/// deadlock against an upstream that echoes (each end blocked writing to
+/// the other, neither reading).
 async fn pump(
-    mut client: Socket,
-    mut upstream: Socket,
+    client: Socket,
+    upstream: Socket,
     mut guard: ConnGuard,
     mut read_only: Option<ReadOnly>,
 ) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    loop {
-        tokio::select! {
-            close = guard.wait() => {
-                let _ = client.send(close_msg(close.code, &close.reason)).await;
-                let _ = upstream.send(close_msg(1001, "closed by dashgate")).await;
-                drain(&mut client, &mut upstream).await;
-                return;
-            }
-            _ = ping.tick() => {
-                if client.send(Message::Ping(Default::default())).await.is_err() {
-                    let _ = upstream.close(None).await;
-                    return;
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut upstream_tx, mut upstream_rx) = upstream.split();
+    // Everything written to the client: the upstream's messages, pings, and
+    // the registry's close.
+    let down = async {
+        loop {
+            tokio::select! {
+                close = guard.wait() => return End::Revoked(close),
+                _ = ping.tick() => {
+                    if client_tx.send(Message::Ping(Default::default())).await.is_err() {
+                        return End::PingFailed;
+                    }
                 }
+                m = upstream_rx.next() => match m {
+                    Some(Ok(Message::Close(f))) => return End::UpstreamClosed(f),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(m)) => {
+                        if client_tx.send(m).await.is_err() {
+                            return End::ClientWriteFailed;
+                        }
+                    }
+                    Some(Err(_)) | None => return End::UpstreamLost,
+                },
             }
-            m = client.next() => match m {
-                Some(Ok(Message::Close(f))) => {
-                    let _ = upstream.send(Message::Close(f)).await;
-                    drain(&mut client, &mut upstream).await;
-                    return;
-                }
+        }
+    };
+    // Everything the client sends, to the upstream.
+    let up = async {
+        loop {
+            match client_rx.next().await {
+                Some(Ok(Message::Close(f))) => return End::ClientClosed(f),
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(_)) if read_only.is_some() => {
                     if let Some(r) = read_only.as_mut() {
@@ -264,47 +298,64 @@ async fn pump(
                     }
                 }
                 Some(Ok(m)) => {
-                    if upstream.send(m).await.is_err() {
-                        let _ = client.send(close_msg(1011, "upstream connection lost")).await;
-                        return;
+                    if upstream_tx.send(m).await.is_err() {
+                        return End::UpstreamWriteFailed;
                     }
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "relay: client side failed");
-                    let code = if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) { 1009 } else { 1002 };
-                    let _ = client.send(close_msg(code, "message not relayed")).await;
-                    let _ = upstream.send(close_msg(1001, "client went away")).await;
-                    drain(&mut client, &mut upstream).await;
-                    return;
+                    let too_big = matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_));
+                    return End::ClientFailed(if too_big { 1009 } else { 1002 });
                 }
-                None => {
-                    let _ = upstream.send(close_msg(1001, "client went away")).await;
-                    drain(&mut client, &mut upstream).await;
-                    return;
-                }
-            },
-            m = upstream.next() => match m {
-                Some(Ok(Message::Close(f))) => {
-                    let _ = client.send(Message::Close(f)).await;
-                    drain(&mut client, &mut upstream).await;
-                    return;
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(m)) => {
-                    if client.send(m).await.is_err() {
-                        let _ = upstream.send(close_msg(1001, "client went away")).await;
-                        drain(&mut client, &mut upstream).await;
-                        return;
-                    }
-                }
-                Some(Err(_)) | None => {
-                    let _ = client.send(close_msg(1011, "upstream connection lost")).await;
-                    drain(&mut client, &mut upstream).await;
-                    return;
-                }
-            },
+                None => return End::ClientGone,
+            }
+        }
+    };
+    let end = tokio::select! {
+        e = down => e,
+        e = up => e,
+    };
+    let (Ok(mut client), Ok(mut upstream)) = (
+        client_tx.reunite(client_rx),
+        upstream_tx.reunite(upstream_rx),
+    ) else {
+        return;
+    };
+    match end {
+        End::Revoked(close) => {
+            let _ = client.send(close_msg(close.code, &close.reason)).await;
+            let _ = upstream.send(close_msg(1001, "closed by dashgate")).await;
+        }
+        End::PingFailed => {
+            let _ = upstream.close(None).await;
+            return;
+        }
+        End::ClientClosed(f) => {
+            let _ = upstream.send(Message::Close(f)).await;
+        }
+        End::ClientFailed(code) => {
+            let _ = client.send(close_msg(code, "message not relayed")).await;
+            let _ = upstream.send(close_msg(1001, "client went away")).await;
+        }
+        End::ClientGone | End::ClientWriteFailed => {
+            let _ = upstream.send(close_msg(1001, "client went away")).await;
+        }
+        End::UpstreamClosed(f) => {
+            let _ = client.send(Message::Close(f)).await;
+        }
+        End::UpstreamLost => {
+            let _ = client
+                .send(close_msg(1011, "upstream connection lost"))
+                .await;
+        }
+        End::UpstreamWriteFailed => {
+            let _ = client
+                .send(close_msg(1011, "upstream connection lost"))
+                .await;
+            return;
         }
     }
+    drain(&mut client, &mut upstream).await;
 }
 
 /// Read both sides until each has finished its closing handshake (or the
