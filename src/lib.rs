@@ -8,7 +8,8 @@
 //! * [`gate`]    – the `authorize()` filter: request -> facts -> decision.
 //! * [`routes`]  – the one route tree, wrapped by the gate once; a file per area.
 //! * [`server`]  – the accept loop that has the gate decide each request,
-//!   open WebSockets and their re-checks, signals and policy reloads.
+//!   open WebSockets and their re-checks, connection limits, TLS, signals
+//!   and policy reloads.
 //! * [`auth`]    – sign-in sessions behind the cookie, the failure limiter.
 //! * [`chat`]    – PTY sessions behind `/api/ws`.
 //! * [`proxy`]   – upstream mode: the request proxied behind the same gate,
