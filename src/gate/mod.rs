@@ -31,6 +31,9 @@ use crate::state::{AppState, LivePolicy};
 
 mod read;
 
+/// The proxy reads a bearer token exactly as the gate did, so it strips
+/// precisely the credential the gate admitted.
+pub(crate) use read::bearer;
 use read::{internal_allowed, read};
 pub use read::{Head, OverTls, Read};
 

@@ -286,7 +286,7 @@ fn header_joined<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<String
 /// insensitive, RFC 9110 §11.1); `None` for another scheme or no token.
 /// Bytes, not text: the token is only ever hashed, and a token that is not
 /// visible ASCII is a bad credential like any other wrong one.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
     let value = value.trim_ascii();
     if value.len() < 7 || !value[..6].eq_ignore_ascii_case(b"bearer") || value[6] != b' ' {
         return None;

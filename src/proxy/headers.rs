@@ -96,15 +96,6 @@ pub fn principal_name(p: &Principal) -> Option<&str> {
     }
 }
 
-/// The token of an `Authorization: Bearer` value.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let value = value.trim_ascii();
-    if value.len() < 7 || !value[..6].eq_ignore_ascii_case(b"bearer") || value[6] != b' ' {
-        return None;
-    }
-    Some(value[7..].trim_ascii()).filter(|t| !t.is_empty())
-}
-
 /// Whether an `Authorization` value is the dashgate credential the gate
 /// admitted this request with (then it is dashgate's, and stripped); any
 /// other is the upstream's own and passes untouched.
@@ -112,7 +103,7 @@ fn is_dashgate_bearer(value: &HeaderValue, access: &Access) -> bool {
     let Presented::Token(admitted) = access.presented() else {
         return false;
     };
-    bearer(value.as_bytes()).is_some_and(|t| TokenDigest::of_bytes(t) == *admitted)
+    crate::gate::bearer(value.as_bytes()).is_some_and(|t| TokenDigest::of_bytes(t) == *admitted)
 }
 
 /// The `Cookie` lines without dashgate's own session cookie, joined into
