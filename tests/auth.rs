@@ -11,21 +11,6 @@ use sha2::{Digest, Sha256};
 
 const T: Duration = Duration::from_secs(5);
 
-/// `password` hashed with argon2id (made by `dashgate hash-password` at test time).
-fn hash_password(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dashgate"))
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// The forward-auth proxy's shared secret in `policy_with_credentials`.
 const PROXY_SECRET: &str = "proxy-secret-for-tests";
 

@@ -19,21 +19,6 @@ fn sha(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// `password` hashed with argon2id (by `dashgate hash-password`).
-fn hash_password(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dashgate"))
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// A secure policy with these `credentials:` lines (indented two spaces).
 fn policy(credentials: &[String]) -> String {
     let mut p = String::from("version: 1\nextends: secure\ncredentials:\n");

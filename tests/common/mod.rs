@@ -429,3 +429,19 @@ impl Kept {
             .expect("no answer on the kept connection")
     }
 }
+
+/// `password` hashed with argon2id, made by `dashgate hash-password` at
+/// test time (for the `users` of a policy file).
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dashgate"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
