@@ -242,5 +242,7 @@ pub use compile::{CompiledPolicy, LoadContext, PolicyError, PolicySummary};
 pub use credentials::{hash_password, split_groups, ForwardAuth, TokenDigest, DEFAULT_SESSION_TTL};
 pub use explain::{CheckLine, DecisionLine, Explanation, RequestView, RuleLine, VerdictView};
 pub use glob::{non_canonical, strip_query};
+/// Where the gate checks `Origin`; the proxy rewrites it exactly there.
+pub use host::origin_checked;
 pub use host::refusal as host_refusal;
 pub use presets::{preset_text, OWN_PREFIX, PRESETS};

@@ -124,14 +124,6 @@ fn cookies_without_ours(h: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
-/// Whether the gate checked this request's `Origin` (SPEC §2.3: on
-/// WebSocket upgrades and unsafe methods). Only then is it rewritten to
-/// the upstream's own: an unchecked one is passed as the browser sent it.
-fn origin_checked(method: &http::Method, ws: bool) -> bool {
-    use http::Method as M;
-    ws || matches!(*method, M::POST | M::PUT | M::PATCH | M::DELETE)
-}
-
 /// The headers of the request sent to the upstream. `ws`: a WebSocket
 /// handshake (its `Upgrade`, `Connection` and key are set; extensions such
 /// as permessage-deflate are dropped, as each hop frames its own messages).
@@ -178,7 +170,9 @@ pub fn outbound(
         out.insert(COOKIE, c);
     }
     if let Some(o) = inbound.get(ORIGIN) {
-        let o = if origin_checked(method, ws) {
+        // Rewritten only where the gate checked it (SPEC §2.3): an unchecked
+        // Origin is passed as the browser sent it.
+        let o = if crate::policy::origin_checked(ws, method.as_str()) {
             up.origin_header.clone()
         } else {
             o.clone()
