@@ -34,8 +34,10 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions, along
-/// with every header a `Connection` header names.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// with every header a `Connection` header names. A `static`, not a
+/// `const`: a `const` array of `HeaderName`s is built and dropped again at
+/// every use, and it is used for every header of every proxied request.
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -63,8 +65,13 @@ fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
     HOP_BY_HOP.contains(name) || named.contains(name)
 }
 
-/// Remove hop-by-hop headers from an upstream's response in place.
+/// Remove hop-by-hop headers from an upstream's response in place. Most
+/// responses have none: one pass over them finds that, where removing each
+/// of the nine names would look every one up.
 pub fn strip_response(h: &mut HeaderMap) {
+    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     for name in connection_named(h) {
         h.remove(name);
     }
@@ -180,12 +187,15 @@ pub fn outbound(
         out.insert(ORIGIN, o);
     }
     let facts = access.facts();
-    if let Ok(v) = HeaderValue::from_str(&facts.client.to_string()) {
-        out.insert(X_FORWARDED_FOR, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&facts.scheme) {
-        out.insert(X_FORWARDED_PROTO, v);
-    }
+    out.insert(X_FORWARDED_FOR, ip_value(facts.client));
+    out.insert(
+        X_FORWARDED_PROTO,
+        match &*facts.scheme {
+            "https" => HeaderValue::from_static("https"),
+            "http" => HeaderValue::from_static("http"),
+            other => HeaderValue::from_str(other).unwrap_or(HeaderValue::from_static("http")),
+        },
+    );
     if let Some(v) = facts
         .host
         .as_deref()
@@ -217,6 +227,17 @@ pub fn outbound(
     out
 }
 
+/// An address as a header value, formatted on the stack (this runs for
+/// every proxied request).
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut w = &mut buf[..];
+    write!(w, "{ip}").expect("an address fits in 64 bytes");
+    let n = 64 - w.len();
+    HeaderValue::from_bytes(&buf[..n]).expect("an address is a valid header value")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +252,16 @@ mod tests {
         strip_response(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn addresses_format_as_header_values() {
+        assert_eq!(ip_value("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(ip_value("fe80::1:2:3:4".parse().unwrap()), "fe80::1:2:3:4");
+        let widest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(ip_value(widest).len(), widest.to_string().len());
     }
 
     #[test]
