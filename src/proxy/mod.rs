@@ -20,6 +20,7 @@
 
 pub mod headers;
 pub mod ops;
+pub mod pool;
 pub mod supervise;
 pub mod ws;
 
@@ -33,11 +34,8 @@ use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Empty, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper_rustls::HttpsConnector;
+use hyper::body::Frame;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -53,9 +51,6 @@ use crate::state::{with_state, AppState};
 /// WebSocket handshake) before the client gets 504 `upstream_timeout`.
 /// `--upstream-timeout` sets it (tests use a short one).
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long an idle pooled connection to the upstream is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -84,7 +79,7 @@ pub struct Upstream {
     /// The upstream's own origin, `http(s)://HOST:PORT`: the `Origin` a
     /// checked browser request is rewritten to.
     origin_header: HeaderValue,
-    client: Client<HttpsConnector<HttpConnector>, OutBody>,
+    pool: Arc<pool::Pool>,
     pub timeout: Duration,
 }
 
@@ -160,41 +155,28 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
+        let target: http::Uri = format!("{origin}/").parse().map_err(|_| bad("bad host"))?;
         Ok(Self {
             host_header: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
             origin_header: HeaderValue::from_str(&origin).map_err(|_| bad("bad host"))?,
             url: origin,
             authority,
             https,
-            client,
+            pool: pool::Pool::new(connector, target),
             timeout,
         })
     }
 
-    /// `http` or `https`.
-    fn scheme(&self) -> &'static str {
-        if self.https {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// The outbound URI for `path` and `query` as the client sent them.
+    /// The outbound request target for `path` and `query` as the client
+    /// sent them, in origin form (`/path?query`): the connection already
+    /// goes to the upstream, and `Host` names it.
     fn uri(&self, path: &str, query: &str) -> Result<http::Uri, http::Error> {
         let pq = if query.is_empty() {
-            path.to_string()
+            http::uri::PathAndQuery::try_from(path)?
         } else {
-            format!("{path}?{query}")
+            http::uri::PathAndQuery::try_from(format!("{path}?{query}"))?
         };
-        http::Uri::builder()
-            .scheme(self.scheme())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        Ok(http::Uri::from(pq))
     }
 }
 
@@ -257,7 +239,7 @@ fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, S
 
 /// An error and its sources, `outer: inner: innermost` (hyper's client
 /// error says only "client error (Connect)"; the TLS reason is inside).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(inner) = next {
@@ -274,11 +256,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The upstream's response body, carried beside warp's reply (see the
 /// module docs). Taken once by [`with_streamed_body`].
 #[derive(Clone)]
-pub struct Streamed(Arc<Mutex<Option<Incoming>>>);
+pub struct Streamed(Arc<Mutex<Option<pool::UpBody>>>);
 
 /// Put a proxied reply's streamed body in place of warp's empty one. Every
 /// other reply passes through as it is.
-pub fn with_streamed_body<B>(mut res: http::Response<B>) -> http::Response<Either<B, Incoming>> {
+pub fn with_streamed_body<B>(
+    mut res: http::Response<B>,
+) -> http::Response<Either<B, pool::UpBody>> {
     let streamed = res
         .extensions_mut()
         .remove::<Streamed>()
@@ -355,11 +339,11 @@ pub enum Failure {
 async fn send(
     up: &Upstream,
     req: http::Request<OutBody>,
-) -> Result<http::Response<Incoming>, Failure> {
-    match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+) -> Result<http::Response<pool::UpBody>, Failure> {
+    match tokio::time::timeout(up.timeout, up.pool.send(req)).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => {
-            let error = error_chain(&e);
+            let error = e.to_string();
             tracing::warn!(upstream = %up.url, error = %error, connect = e.is_connect(), "upstream request failed");
             Err(Failure::Unavailable)
         }
@@ -402,7 +386,7 @@ async fn forward(
 
 /// The upstream's response for the client: status and end-to-end headers,
 /// the body streamed beside warp's reply.
-pub(crate) fn relay_response(res: http::Response<Incoming>) -> Response {
+pub(crate) fn relay_response(res: http::Response<pool::UpBody>) -> Response {
     let (mut parts, body) = res.into_parts();
     headers::strip_response(&mut parts.headers);
     let mut out = Response::default();

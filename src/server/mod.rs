@@ -11,6 +11,7 @@ pub mod limits;
 pub mod reload;
 pub(crate) mod signals;
 pub mod tls;
+pub mod workers;
 pub mod ws;
 
 use std::cell::RefCell;
@@ -105,7 +106,7 @@ where
 }
 
 /// A response of the tree, whose body may be an upstream's, streamed.
-type ProxiedResponse<B> = http::Response<http_body_util::Either<B, hyper::body::Incoming>>;
+type ProxiedResponse<B> = http::Response<http_body_util::Either<B, crate::proxy::pool::UpBody>>;
 
 /// A service called by reference, once per request, without cloning it.
 ///
@@ -174,6 +175,8 @@ pub async fn serve<H, F, B>(
     let (stop, stopped) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_client = PerClient::new(limits.max_connections_per_client);
+    let workers = workers::Workers::start(workers::default_count())
+        .expect("cannot start the connection workers");
     let housekeeping = tokio::spawn(housekeeping(state));
     tokio::pin!(shutdown);
     loop {
@@ -209,7 +212,7 @@ pub async fn serve<H, F, B>(
         let builder = builder.clone();
         let tls = tls.clone();
         let mut stopped = stopped.clone();
-        tokio::spawn(async move {
+        workers.spawn(stream, move |stream| async move {
             // On a TLS port: the handshake (or a plain request's redirect),
             // bounded by the idle time, in the connection's own task.
             let io = match &tls {
@@ -307,6 +310,7 @@ pub async fn serve<H, F, B>(
     let _ = tokio::join!(children, sockets);
     let _ = stop.send(true);
     let _ = tokio::time::timeout_at(deadline, stop.closed()).await;
+    drop(workers);
 }
 
 /// How often expired sign-in sessions are swept and their sockets closed.
