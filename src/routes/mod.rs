@@ -153,7 +153,9 @@ fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection
     let plain = when(!upstream).and(own(state));
     let prefixed = warp::path(OWN_SEGMENT).and(bare_prefix().or(own(state)).unify());
     let proxied = not_own().and(crate::proxy::route(state));
-    let upstream_tree = when(upstream).and(prefixed.or(proxied).unify()).boxed();
+    // The proxy first: most requests in upstream mode are the upstream's,
+    // and one look at the first segment sends the rest to dashgate's own.
+    let upstream_tree = when(upstream).and(proxied.or(prefixed).unify()).boxed();
     plain.or(upstream_tree).unify()
 }
 
