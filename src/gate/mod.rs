@@ -167,10 +167,10 @@ impl Intake {
     /// requests (SPEC §1).
     pub fn check(state: &AppState, head: Head<'_>) -> Self {
         let live = state.policy();
-        let decided = read(state, &live.compiled, head)
-            .and_then(|r| decide(state, &live, r))
-            .map_err(Box::new);
-        Self(decided)
+        Self(match read(state, &live.compiled, head) {
+            Ok(read) => decide(state, &live, read),
+            Err(denied) => Err(Box::new(denied)),
+        })
     }
 
     /// The decision [`Self::check`] made: the admission, or the refusal.
@@ -323,9 +323,32 @@ pub fn log_path(path: &str, query: &str) -> String {
 
 /// Decide one request on the facts [`read`] found. Pure apart from the
 /// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
+fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Decided {
+    match verdict(state, live, &read) {
+        // The facts moved once, into the admission's own allocation.
+        Ok(v) => Ok(Access(Arc::new(Admission {
+            groups: live.compiled.groups_of(&v.principal).to_vec(),
+            principal: v.principal,
+            access: v.access,
+            rule: v.rule,
+            token_visit: v.token_visit,
+            read,
+        }))),
+        Err(denied) => Err(Box::new(denied)),
+    }
+}
+
+/// What [`verdict`] admits a request with (the [`Admission`] but its facts).
+struct Admitted {
+    principal: Principal,
+    access: AccessLevel,
+    rule: Option<Arc<str>>,
+    token_visit: bool,
+}
+
+/// The decision of [`decide`], made on the facts where they lie.
+fn verdict(state: &AppState, live: &LivePolicy, r: &Read) -> Result<Admitted, Denied> {
     let policy = &live.compiled;
-    let r = &read;
     let facts = &r.facts;
     let deny = |reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -347,9 +370,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         }
     }
     let (verdict, index) = policy.decide_indexed(facts);
-    // The rule's name copied, not shared: cloning the policy's `Arc` would
-    // bump a count that every core's requests bump.
-    let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
+    let rule = index.map(|i| live.rule_name(i));
     let outcome = verdict.as_ref().map(|_| ()).map_err(|r| *r);
     state
         .metrics
@@ -361,8 +382,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         state.limiter.record_failure(facts.client);
     }
     match verdict {
-        Ok(principal) => Ok(Access(Arc::new(Admission {
-            groups: policy.groups_of(&principal).to_vec(),
+        Ok(principal) => Ok(Admitted {
             access: index.map_or(AccessLevel::Full, |i| policy.rule_access(i)),
             token_visit: r.html
                 && token
@@ -370,8 +390,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
                 && query_param(&r.query, "token").is_some(),
             principal,
             rule,
-            read,
-        }))),
+        }),
         Err(reason) => {
             let mut d = deny(reason, rule);
             if reason == Reason::HostNotAllowed {
