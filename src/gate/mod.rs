@@ -136,7 +136,19 @@ impl Admission {
 /// tree without one is refused: there is no way in that skips the gate,
 /// only one that fails closed.
 pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
-    warp::any().and_then(|| {
+    authorize_if(true)
+}
+
+/// [`authorize`] for a tree whose branches are chosen once, at start
+/// (`routes::routes`: with an upstream or without): where `on` is false
+/// the branch is "no such route", and the decision is left to the one
+/// branch that is on. One filter for both, so choosing the branch adds no
+/// layer that every request is polled through.
+pub fn authorize_if(on: bool) -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
+    warp::any().and_then(move || {
+        if !on {
+            return std::future::ready(Err(warp::reject::not_found()));
+        }
         let decided = DECIDED
             .with(|d| d.borrow_mut().take())
             .unwrap_or_else(|| Err(Box::new(Denied::unread())));
