@@ -100,6 +100,19 @@ impl std::ops::Deref for Access {
 }
 
 impl Admission {
+    /// An admission of nobody to nothing, for [`Intake::check`] to fill in
+    /// (it is handed out only once a decision admitted the request).
+    fn blank() -> Self {
+        Self {
+            principal: Principal::Anonymous,
+            groups: Vec::new(),
+            access: AccessLevel::Read,
+            rule: None,
+            token_visit: false,
+            read: Read::blank(),
+        }
+    }
+
     /// Whether the admitting rule made this request read-only.
     pub fn read_only(&self) -> bool {
         self.access == AccessLevel::Read
@@ -179,10 +192,25 @@ impl Intake {
     /// requests (SPEC §1).
     pub fn check(state: &AppState, head: Head<'_>) -> Self {
         let live = state.policy();
-        Self(match read(state, &live.compiled, head) {
-            Ok(read) => decide(state, &live, read),
-            Err(denied) => Err(Box::new(denied)),
-        })
+        // The admission is allocated first and the request read into it in
+        // place: its facts are too large to move cheaply (a refusal drops
+        // it unused).
+        let mut access = Arc::new(Admission::blank());
+        let a = Arc::get_mut(&mut access).expect("a new Arc is not shared");
+        if let Err(denied) = read(state, &live.compiled, head, &mut a.read) {
+            return Self(Err(Box::new(denied)));
+        }
+        match verdict(state, &live, &a.read) {
+            Ok(v) => {
+                a.groups = live.compiled.groups_of(&v.principal).to_vec();
+                a.principal = v.principal;
+                a.access = v.access;
+                a.rule = v.rule;
+                a.token_visit = v.token_visit;
+                Self(Ok(Access(access)))
+            }
+            Err(denied) => Self(Err(Box::new(denied))),
+        }
     }
 
     /// The decision [`Self::check`] made: the admission, or the refusal.
@@ -333,23 +361,6 @@ pub fn log_path(path: &str, query: &str) -> String {
     }
 }
 
-/// Decide one request on the facts [`read`] found. Pure apart from the
-/// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Decided {
-    match verdict(state, live, &read) {
-        // The facts moved once, into the admission's own allocation.
-        Ok(v) => Ok(Access(Arc::new(Admission {
-            groups: live.compiled.groups_of(&v.principal).to_vec(),
-            principal: v.principal,
-            access: v.access,
-            rule: v.rule,
-            token_visit: v.token_visit,
-            read,
-        }))),
-        Err(denied) => Err(Box::new(denied)),
-    }
-}
-
 /// What [`verdict`] admits a request with (the [`Admission`] but its facts).
 struct Admitted {
     principal: Principal,
@@ -358,7 +369,8 @@ struct Admitted {
     token_visit: bool,
 }
 
-/// The decision of [`decide`], made on the facts where they lie.
+/// Decide one request on the facts [`read`] found, where they lie. Pure
+/// apart from the limiter, metrics, logging and the `access.denied` event.
 fn verdict(state: &AppState, live: &LivePolicy, r: &Read) -> Result<Admitted, Denied> {
     let policy = &live.compiled;
     let facts = &r.facts;
