@@ -121,14 +121,14 @@ pub type Count = Counter<u64, Sharded>;
 #[derive(Debug, Default)]
 pub struct Sharded([Slot; SHARDS]);
 
-const SHARDS: usize = 8;
+pub(crate) const SHARDS: usize = 8;
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Slot(AtomicU64);
 
 /// This thread's slot: threads take slots in turn as they first count.
-fn shard() -> usize {
+pub(crate) fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local!(static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
     MINE.with(|i| *i)

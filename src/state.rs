@@ -93,12 +93,37 @@ pub struct LivePolicy {
     pub loaded_at: SystemTime,
     /// Its decisions counted (see [`crate::metrics::Metrics::decision`]).
     pub counters: DecisionCounters,
+    /// Its rule names, for admissions and refusals.
+    names: RuleNames,
+}
+
+/// A policy's rule names, one copy for each shard of threads (as
+/// [`crate::metrics::Sharded`] counts): the gate names the deciding rule in
+/// every admission, and sharing one `Arc` per name would bump a count that
+/// every core's requests bump, where copying it would allocate.
+struct RuleNames([Vec<Arc<str>>; crate::metrics::SHARDS]);
+
+impl RuleNames {
+    fn new(policy: &CompiledPolicy) -> Self {
+        Self(std::array::from_fn(|_| {
+            (0..policy.rule_count())
+                .map(|i| Arc::from(&**policy.rule_name(i).0))
+                .collect()
+        }))
+    }
 }
 
 impl LivePolicy {
+    /// The name of the rule at `index` (of `decide_indexed`), this thread's
+    /// copy of it.
+    pub fn rule_name(&self, index: usize) -> Arc<str> {
+        self.names.0[crate::metrics::shard()][index].clone()
+    }
+
     pub fn new(compiled: CompiledPolicy) -> Self {
         Self {
             counters: DecisionCounters::new(&compiled),
+            names: RuleNames::new(&compiled),
             compiled,
             loaded_at: SystemTime::now(),
         }

@@ -100,6 +100,19 @@ impl std::ops::Deref for Access {
 }
 
 impl Admission {
+    /// An admission of nobody to nothing, for [`Intake::check`] to fill in
+    /// (it is handed out only once a decision admitted the request).
+    fn blank() -> Self {
+        Self {
+            principal: Principal::Anonymous,
+            groups: Vec::new(),
+            access: AccessLevel::Read,
+            rule: None,
+            token_visit: false,
+            read: Read::blank(),
+        }
+    }
+
     /// Whether the admitting rule made this request read-only.
     pub fn read_only(&self) -> bool {
         self.access == AccessLevel::Read
@@ -136,7 +149,19 @@ impl Admission {
 /// tree without one is refused: there is no way in that skips the gate,
 /// only one that fails closed.
 pub fn authorize() -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
-    warp::any().and_then(|| {
+    authorize_if(true)
+}
+
+/// [`authorize`] for a tree whose branches are chosen once, at start
+/// (`routes::routes`: with an upstream or without): where `on` is false
+/// the branch is "no such route", and the decision is left to the one
+/// branch that is on. One filter for both, so choosing the branch adds no
+/// layer that every request is polled through.
+pub fn authorize_if(on: bool) -> impl Filter<Extract = (Access,), Error = Rejection> + Clone {
+    warp::any().and_then(move || {
+        if !on {
+            return std::future::ready(Err(warp::reject::not_found()));
+        }
         let decided = DECIDED
             .with(|d| d.borrow_mut().take())
             .unwrap_or_else(|| Err(Box::new(Denied::unread())));
@@ -167,10 +192,25 @@ impl Intake {
     /// requests (SPEC §1).
     pub fn check(state: &AppState, head: Head<'_>) -> Self {
         let live = state.policy();
-        let decided = read(state, &live.compiled, head)
-            .and_then(|r| decide(state, &live, r))
-            .map_err(Box::new);
-        Self(decided)
+        // The admission is allocated first and the request read into it in
+        // place: its facts are too large to move cheaply (a refusal drops
+        // it unused).
+        let mut access = Arc::new(Admission::blank());
+        let a = Arc::get_mut(&mut access).expect("a new Arc is not shared");
+        if let Err(denied) = read(state, &live.compiled, head, &mut a.read) {
+            return Self(Err(Box::new(denied)));
+        }
+        match verdict(state, &live, &a.read) {
+            Ok(v) => {
+                a.groups = live.compiled.groups_of(&v.principal).to_vec();
+                a.principal = v.principal;
+                a.access = v.access;
+                a.rule = v.rule;
+                a.token_visit = v.token_visit;
+                Self(Ok(Access(access)))
+            }
+            Err(denied) => Self(Err(Box::new(denied))),
+        }
     }
 
     /// The decision [`Self::check`] made: the admission, or the refusal.
@@ -321,11 +361,18 @@ pub fn log_path(path: &str, query: &str) -> String {
     }
 }
 
-/// Decide one request on the facts [`read`] found. Pure apart from the
-/// limiter, metrics, logging and the `access.denied` event.
-fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Denied> {
+/// What [`verdict`] admits a request with (the [`Admission`] but its facts).
+struct Admitted {
+    principal: Principal,
+    access: AccessLevel,
+    rule: Option<Arc<str>>,
+    token_visit: bool,
+}
+
+/// Decide one request on the facts [`read`] found, where they lie. Pure
+/// apart from the limiter, metrics, logging and the `access.denied` event.
+fn verdict(state: &AppState, live: &LivePolicy, r: &Read) -> Result<Admitted, Denied> {
     let policy = &live.compiled;
-    let r = &read;
     let facts = &r.facts;
     let deny = |reason: Reason, rule: Option<Arc<str>>| {
         let d = Denied::new(reason, rule);
@@ -347,9 +394,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         }
     }
     let (verdict, index) = policy.decide_indexed(facts);
-    // The rule's name copied, not shared: cloning the policy's `Arc` would
-    // bump a count that every core's requests bump.
-    let rule = index.map(|i| Arc::<str>::from(&**policy.rule_name(i).0));
+    let rule = index.map(|i| live.rule_name(i));
     let outcome = verdict.as_ref().map(|_| ()).map_err(|r| *r);
     state
         .metrics
@@ -361,8 +406,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
         state.limiter.record_failure(facts.client);
     }
     match verdict {
-        Ok(principal) => Ok(Access(Arc::new(Admission {
-            groups: policy.groups_of(&principal).to_vec(),
+        Ok(principal) => Ok(Admitted {
             access: index.map_or(AccessLevel::Full, |i| policy.rule_access(i)),
             token_visit: r.html
                 && token
@@ -370,8 +414,7 @@ fn decide(state: &AppState, live: &LivePolicy, read: Read) -> Result<Access, Den
                 && query_param(&r.query, "token").is_some(),
             principal,
             rule,
-            read,
-        }))),
+        }),
         Err(reason) => {
             let mut d = deny(reason, rule);
             if reason == Reason::HostNotAllowed {

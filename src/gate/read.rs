@@ -75,14 +75,15 @@ impl std::fmt::Debug for Read {
 }
 
 /// Read one request's facts (SPEC §1: peer, client, method, path, host,
-/// origin, transport, credential) under the live policy. `Err` for what
-/// is refused before any rule: forwarding headers that cannot be believed,
-/// an ambiguous Host.
+/// origin, transport, credential) under the live policy into `out`, a
+/// [`Read::blank`]. `Err` for what is refused before any rule: forwarding
+/// headers that cannot be believed, an ambiguous Host.
 pub(super) fn read(
     state: &AppState,
     policy: &CompiledPolicy,
     head: Head<'_>,
-) -> Result<Read, Denied> {
+    out: &mut Read,
+) -> Result<(), Denied> {
     let headers = head.headers;
     let seen = Seen::scan(headers);
     let peer_ip = canonical_ip(head.peer.ip());
@@ -143,24 +144,48 @@ pub(super) fn read(
             .accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-    Ok(Read {
-        facts: Facts {
-            peer: peer_ip,
-            client,
-            method,
-            path: path.to_string(),
-            host: view.host.or_else(|| host.map(str::to_string)),
-            origin: seen.origin(headers).map(Cow::into_owned),
-            scheme: view
-                .proto
-                .map_or(if head.https { "https" } else { "http" }.into(), Into::into),
-            transport,
-            credential,
-        },
-        presented,
-        query: query.to_string(),
-        html,
-    })
+    // Written in place, field by field: `out` is the admission's own
+    // allocation, and a request's facts are too large to move cheaply.
+    let f = &mut out.facts;
+    f.peer = peer_ip;
+    f.client = client;
+    f.method = method;
+    f.path.push_str(path);
+    f.host = view.host.or_else(|| host.map(str::to_string));
+    f.origin = seen.origin(headers).map(Cow::into_owned);
+    f.scheme = view
+        .proto
+        .map_or(if head.https { "https" } else { "http" }.into(), Into::into);
+    f.transport = transport;
+    f.credential = credential;
+    out.presented = presented;
+    out.query.push_str(query);
+    out.html = html;
+    Ok(())
+}
+
+impl Read {
+    /// A read of nothing yet, for [`read`] to fill in: no address, no
+    /// credential, an empty path (which no policy admits).
+    pub(super) fn blank() -> Self {
+        let none = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        Read {
+            facts: Facts {
+                peer: none,
+                client: none,
+                method: Cow::Borrowed(""),
+                path: String::new(),
+                host: None,
+                origin: None,
+                scheme: Cow::Borrowed("http"),
+                transport: Transport::Http,
+                credential: Credential::None,
+            },
+            presented: Presented::None,
+            query: String::new(),
+            html: false,
+        }
+    }
 }
 
 /// The headers the gate reads on every request, found in one pass over the

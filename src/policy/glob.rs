@@ -9,22 +9,59 @@
 
 /// Why a path is not canonical, for `policy explain`; `None` when it is.
 pub fn non_canonical(raw: &str) -> Option<&'static str> {
-    let path = strip_query(raw);
-    if !path.starts_with('/') {
-        return Some("does not start with '/'");
+    scan(raw, |_| ()).err()
+}
+
+/// Run `f` on the segments of the canonical path `raw` (its query and
+/// fragment left out, split as [`segments`] splits), or say why `raw` is
+/// not canonical. One pass over the bytes checks the path and splits it
+/// (this runs on every request); the segments are kept on the stack when
+/// there are few, so no rule splits the path again.
+pub fn canonical_segments<R>(raw: &str, f: impl FnOnce(&[&str]) -> R) -> Result<R, &'static str> {
+    let mut inline = [""; INLINE_SEGMENTS];
+    let mut n = 0;
+    let mut spilled: Vec<&str> = Vec::new();
+    scan(raw, |seg| {
+        if n < INLINE_SEGMENTS {
+            inline[n] = seg;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&inline);
+            }
+            spilled.push(seg);
+        }
+        n += 1;
+    })?;
+    Ok(if n <= INLINE_SEGMENTS {
+        f(&inline[..n])
+    } else {
+        f(&spilled)
+    })
+}
+
+/// Check that `raw` is canonical, up to its first `?` or `#`, and hand its
+/// segments to `seg` on the way (one trailing `/` dropped, `/` being the one
+/// empty segment: see [`segments`]). A malformed byte is reported at once;
+/// a malformed segment only if no byte is.
+fn scan<'p>(raw: &'p str, mut seg: impl FnMut(&'p str)) -> Result<(), &'static str> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err("does not start with '/'");
     }
-    // One pass over the bytes (this runs on every request). A malformed
-    // byte is reported at once; a malformed segment only if no byte is.
-    let bytes = path.as_bytes();
     let mut bad_segment = None;
     let mut start = 1;
     let mut i = 1;
-    while i < bytes.len() {
-        let c = bytes[i];
+    let end = loop {
+        let Some(&c) = bytes.get(i) else {
+            break i;
+        };
         match BYTE_CLASS[usize::from(c)] {
             PLAIN => i += 1,
             SLASH => {
                 bad_segment = bad_segment.or_else(|| segment_error(&bytes[start..i], false));
+                // Every byte up to `i` is ASCII or part of a whole UTF-8
+                // sequence: `/` is never inside one.
+                seg(&raw[start..i]);
                 start = i + 1;
                 i += 1;
             }
@@ -36,28 +73,38 @@ pub fn non_canonical(raw: &str) -> Option<&'static str> {
                     _ => None,
                 };
                 match hex {
-                    None => return Some("contains a malformed %-escape"),
-                    Some(b'/') => return Some("contains an encoded '/' (%2F)"),
-                    Some(b'\\') => return Some("contains an encoded '\\' (%5C)"),
-                    Some(0) => return Some("contains an encoded NUL (%00)"),
+                    None => return Err("contains a malformed %-escape"),
+                    Some(b'/') => return Err("contains an encoded '/' (%2F)"),
+                    Some(b'\\') => return Err("contains an encoded '\\' (%5C)"),
+                    Some(0) => return Err("contains an encoded NUL (%00)"),
                     Some(c) if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => {
-                        return Some("percent-encodes an unreserved character (such as %2E or %61)")
+                        return Err("percent-encodes an unreserved character (such as %2E or %61)")
                     }
                     Some(_) => i += 3,
                 }
             }
-            _ if c == b'\\' => return Some("contains a raw '\\'"),
-            _ if c == 0 => return Some("contains a NUL byte"),
-            _ => return Some("contains a control character"),
+            END => break i,
+            _ if c == b'\\' => return Err("contains a raw '\\'"),
+            _ if c == 0 => return Err("contains a NUL byte"),
+            _ => return Err("contains a control character"),
         }
+    };
+    if let Some(why) = bad_segment.or_else(|| segment_error(&bytes[start..end], true)) {
+        return Err(why);
     }
-    bad_segment.or_else(|| segment_error(&bytes[start..], true))
+    // The last segment, unless it is the empty one after a trailing `/`.
+    if start < end || start == 1 {
+        seg(&raw[start..end]);
+    }
+    Ok(())
 }
 
 const PLAIN: u8 = 0;
 const SLASH: u8 = 1;
 const PERCENT: u8 = 2;
 const BAD: u8 = 3;
+/// `?` or `#`: the path ends here.
+const END: u8 = 4;
 
 /// What [`non_canonical`] makes of each byte: a table, so the common byte
 /// costs one load and one compare.
@@ -72,6 +119,8 @@ static BYTE_CLASS: [u8; 256] = {
     t[b'\\' as usize] = BAD;
     t[b'/' as usize] = SLASH;
     t[b'%' as usize] = PERCENT;
+    t[b'?' as usize] = END;
+    t[b'#' as usize] = END;
     t
 };
 
@@ -131,6 +180,11 @@ enum GSeg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathGlob {
     segs: Vec<GSeg>,
+    /// How many segments a matching path has: at least `min` (one for each
+    /// segment of the glob but `**`), and at most `max` when there is no
+    /// `**`. Most globs of a policy miss most paths on this alone.
+    min: usize,
+    max: Option<usize>,
 }
 
 impl PathGlob {
@@ -172,13 +226,18 @@ impl PathGlob {
                 segs.push(g);
             }
         }
-        Ok(PathGlob { segs })
+        let min = segs.iter().filter(|g| **g != GSeg::Deep).count();
+        let max = (!segs.contains(&GSeg::Deep)).then_some(min);
+        Ok(PathGlob { segs, min, max })
     }
 
     /// Whether the canonical path's segments match. Greedy with one
     /// backtrack point (the last `**`), linear in practice: every other
     /// segment kind consumes exactly one path segment.
     pub fn matches(&self, path: &[&str]) -> bool {
+        if path.len() < self.min || self.max.is_some_and(|max| path.len() > max) {
+            return false;
+        }
         let pat = &self.segs[..];
         let (mut pi, mut si) = (0, 0);
         let mut backtrack: Option<(usize, usize)> = None;
@@ -211,30 +270,6 @@ impl PathGlob {
 
 /// Most paths have fewer segments than this; longer ones spill to the heap.
 const INLINE_SEGMENTS: usize = 16;
-
-/// Run `f` on the segments of a canonical path, split once per request and
-/// kept on the stack when short, so no rule splits the path again.
-pub fn with_segments<R>(path: &str, f: impl FnOnce(&[&str]) -> R) -> R {
-    let rest = path.get(1..).unwrap_or("");
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let mut inline = [""; INLINE_SEGMENTS];
-    let mut n = 0;
-    let mut start = 0;
-    // A byte loop rather than `split('/')`: this runs on every request.
-    for (i, b) in rest.bytes().enumerate().chain([(rest.len(), b'/')]) {
-        if b != b'/' {
-            continue;
-        }
-        if n == INLINE_SEGMENTS {
-            let all: Vec<&str> = segments(path).collect();
-            return f(&all);
-        }
-        inline[n] = &rest[start..i];
-        n += 1;
-        start = i + 1;
-    }
-    f(&inline[..n])
-}
 
 fn seg_matches(g: &GSeg, seg: &str) -> bool {
     match g {
@@ -282,13 +317,13 @@ mod tests {
 
     fn m(glob: &str, path: &str) -> bool {
         let g = PathGlob::parse(glob).unwrap();
-        with_segments(path, |segs| g.matches(segs))
+        canonical_segments(path, |segs| g.matches(segs)).unwrap()
     }
 
     /// The per-request splitter agrees with [`segments`], also past the
     /// inline capacity.
     #[test]
-    fn with_segments_splits_like_segments() {
+    fn canonical_segments_splits_like_segments() {
         let long = format!("/{}", vec!["s"; INLINE_SEGMENTS + 3].join("/"));
         for path in [
             "/",
@@ -301,7 +336,7 @@ mod tests {
             &long,
         ] {
             let want: Vec<&str> = segments(path).collect();
-            with_segments(path, |got| assert_eq!(got, &want[..], "{path}"));
+            canonical_segments(path, |got| assert_eq!(got, &want[..], "{path}")).unwrap();
         }
     }
 

@@ -224,7 +224,8 @@ impl Rule {
             }
         }
         if let Some((globs, list)) = &self.paths {
-            let hit = glob::with_segments(path, |segs| globs.iter().any(|g| g.matches(segs)));
+            let segs: Vec<&str> = glob::segments(path).collect();
+            let hit = globs.iter().any(|g| g.matches(&segs));
             if !hit {
                 out.push(format!("paths: {path} not in [{}]", list.join(", ")));
             }
@@ -364,31 +365,41 @@ impl CompiledPolicy {
     /// [`Self::rule_name`]): the gate decides every request, and cloning
     /// the name's `Arc` would bump a count that every core shares.
     pub fn decide_indexed(&self, facts: &Facts) -> (Result<Principal, Reason>, Option<usize>) {
-        let path = match self.pre_check(facts) {
-            Ok(p) => p,
-            Err(reason) => return (Err(reason), None),
-        };
+        // The path is checked and split in one pass; Host and Origin are
+        // checked after it (SPEC §2.3's order), before any rule.
+        glob::canonical_segments(&facts.path, |segs| match self.host_and_origin(facts) {
+            Ok(()) => self.first_rule(facts, segs),
+            Err(reason) => (Err(reason), None),
+        })
+        .unwrap_or((Err(Reason::NonCanonicalPath), None))
+    }
+
+    /// The rules on a request that passed the pre-rule checks, first match
+    /// wins; `segs` are its path's.
+    fn first_rule(
+        &self,
+        facts: &Facts,
+        segs: &[&str],
+    ) -> (Result<Principal, Reason>, Option<usize>) {
         let method = method_bit(&facts.method);
         let cred = &facts.credential;
-        let rule = glob::with_segments(path, |segs| {
-            self.rules.iter().enumerate().find_map(|(i, r)| {
-                if !r.matches(facts, segs, method) {
-                    return None;
-                }
-                match r.subject(cred, |p| self.creds.groups_of(p)) {
-                    Subject::Matches => Some((i, None)),
-                    Subject::NotNamed => None,
-                    // SPEC §2: the rule cannot be decided for an anonymous
-                    // caller; it is asked to sign in.
-                    Subject::Unknown => Some((
-                        i,
-                        Some(match cred {
-                            Credential::Invalid => Reason::BadCredential,
-                            _ => Reason::NoCredential,
-                        }),
-                    )),
-                }
-            })
+        let rule = self.rules.iter().enumerate().find_map(|(i, r)| {
+            if !r.matches(facts, segs, method) {
+                return None;
+            }
+            match r.subject(cred, |p| self.creds.groups_of(p)) {
+                Subject::Matches => Some((i, None)),
+                Subject::NotNamed => None,
+                // SPEC §2: the rule cannot be decided for an anonymous
+                // caller; it is asked to sign in.
+                Subject::Unknown => Some((
+                    i,
+                    Some(match cred {
+                        Credential::Invalid => Reason::BadCredential,
+                        _ => Reason::NoCredential,
+                    }),
+                )),
+            }
         });
         match rule {
             Some((i, Some(reason))) => (Err(reason), Some(i)),
@@ -415,11 +426,9 @@ impl CompiledPolicy {
         self.rules.len()
     }
 
-    /// SPEC §2.3 in order path, Host, Origin; the path without its query.
-    pub(crate) fn pre_check<'f>(&self, f: &'f Facts) -> Result<&'f str, Reason> {
-        if glob::non_canonical(&f.path).is_some() {
-            return Err(Reason::NonCanonicalPath);
-        }
+    /// SPEC §2.3's Host and Origin checks (the path is checked first, as
+    /// [`Self::decide_indexed`] splits it).
+    fn host_and_origin(&self, f: &Facts) -> Result<(), Reason> {
         if !self.hosts.allows(f.host.as_deref()) {
             return Err(Reason::HostNotAllowed);
         }
@@ -430,6 +439,6 @@ impl CompiledPolicy {
         {
             return Err(Reason::OriginNotAllowed);
         }
-        Ok(glob::strip_query(&f.path))
+        Ok(())
     }
 }

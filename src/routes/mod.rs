@@ -3,20 +3,23 @@
 //! Routes do not see the request before the gate has decided: each route
 //! function only *matches* (path, method, query, body) and yields an
 //! [`Endpoint`], a deferred handler that receives the gate's [`Access`]. The
-//! tree is then joined to the gate exactly once in [`routes`]:
+//! tree is joined to the gate in `tree`, once for each mode of the server
+//! (only the branch of the mode it runs in is on), and served by [`routes`]:
 //!
 //! ```text
-//! authorize(state).and(tree(state)).then(run) .recover(handle_rejection)
+//! authorize_if(!upstream).and(own)            -- dashgate's routes at /
+//!   .or(authorize_if(upstream).and(prefixed.or(proxied)))
+//!   .then(run).recover(handle_rejection)
 //! ```
 //!
-//! so a route cannot be added that escapes the gate without editing this
+//! so a route cannot be added that escapes the gate without editing that
 //! function, and `tests/routes.rs` lists every route of [`ROUTES`] and every
 //! path literal in `src/routes/` to prove each is refused without a
 //! credential in the secure preset.
 //!
 //! In upstream mode (SPEC §6) the same tree of dashgate's own routes sits
 //! under `/.dashgate/` and every other path is the proxy's: still one tree
-//! behind the one `authorize()`, which decides on the path as the client
+//! behind the one gate, which decides on the path as the client
 //! sent it (rules see `/.dashgate/login`, `/api/pty`).
 
 use std::future::{ready, Future, Ready};
@@ -27,7 +30,7 @@ use futures_util::future::Either;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::gate::{authorize, Access};
+use crate::gate::{authorize_if, Access};
 use crate::reject::handle_rejection;
 use crate::state::AppState;
 
@@ -143,33 +146,25 @@ pub const ROUTES: &[(&str, &str, Kind)] = &[
 /// The segment of [`crate::policy::OWN_PREFIX`], for `warp::path`.
 const OWN_SEGMENT: &str = ".dashgate";
 
-/// The tree of routes, not yet gated. Private: only [`routes`] may use it.
+/// The tree of routes behind the gate. Private: only [`routes`] may use it.
 ///
 /// Without `--upstream`, dashgate's own routes at `/`. With it, the same
 /// routes under `/.dashgate/` (the prefix taken off before they match), and
-/// the proxy for every path outside it.
-fn tree(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
+/// the proxy for every path outside it. Each mode's branch begins with the
+/// gate, [`authorize_if`] on in the server's mode only: the branch is
+/// chosen by the same filter that lets the request in, rather than by one
+/// more that every request is polled through.
+fn tree(state: AppState) -> impl Filter<Extract = (Access, Endpoint), Error = Rejection> + Clone {
     let upstream = state.config.upstream.is_some();
-    let plain = when(!upstream).and(own(state));
+    let plain = authorize_if(!upstream).and(own(state));
     let prefixed = warp::path(OWN_SEGMENT).and(bare_prefix().or(own(state)).unify());
     let proxied = not_own().and(crate::proxy::route(state));
     // The proxy first: most requests in upstream mode are the upstream's,
     // and one look at the first segment sends the rest to dashgate's own.
-    let upstream_tree = when(upstream).and(proxied.or(prefixed).unify()).boxed();
+    let upstream_tree = authorize_if(upstream)
+        .and(proxied.or(prefixed).unify())
+        .boxed();
     plain.or(upstream_tree).unify()
-}
-
-/// Passes when `on`, else "no such route" (one branch of [`tree`] per mode).
-fn when(on: bool) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::any()
-        .and_then(move || {
-            ready(if on {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            })
-        })
-        .untuple_one()
 }
 
 /// Every path outside `/.dashgate`: those are dashgate's, even unrouted ones.
@@ -226,8 +221,7 @@ fn own(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection>
 /// The whole application: the gate, then the tree, then the one rejection
 /// handler. `server::run` serves exactly this (and counts its answers).
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    authorize()
-        .and(tree(state))
+    tree(state)
         .then(move |access: Access, ep: Endpoint| ep.run(state, access))
         .recover(handle_rejection)
 }
