@@ -8,12 +8,12 @@
 //! * [`gate`]    – the `authorize()` filter: request -> facts -> decision.
 //! * [`routes`]  – the one route tree, wrapped by the gate once; a file per area.
 //! * [`server`]  – the accept loop that has the gate decide each request,
-//!   open WebSockets and their re-checks, connection limits, TLS, signals
-//!   and policy reloads.
+//!   the one-thread workers its connections live on, open WebSockets and
+//!   their re-checks, connection limits, TLS, signals and policy reloads.
 //! * [`auth`]    – sign-in sessions behind the cookie, the failure limiter.
 //! * [`chat`]    – PTY sessions behind `/api/ws`.
-//! * [`proxy`]   – upstream mode: the request proxied behind the same gate,
-//!   WebSockets relayed frame by frame.
+//! * [`proxy`]   – upstream mode: the request proxied behind the same gate
+//!   on a pool of kept-alive connections, WebSockets relayed frame by frame.
 //! * [`cli`]     – the command line: arguments, `serve`, the policy subcommands.
 //!
 //! And the small things every part uses, at the root: [`events`] (the

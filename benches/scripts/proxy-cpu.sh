@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# CPU per proxied GET, side by side: dashgate --upstream (secure + Bearer,
+# and the lan preset), Debian's nginx as a plain reverse proxy, and the
+# hyper floor (hyper-floor/: a proxy of hyper and tokio alone, on the
+# work-stealing runtime and, CT=1, on one single-threaded runtime), all in
+# front of the upstream bench's upstream (benches/load/upstream.rs).
+#
+# For each front, ROUNDS times in turn: wrk -t1 -c32 for SECS seconds at
+# GET /page; user and system CPU of the front's processes from
+# /proc/PID/stat over the run, divided by the requests wrk completed.
+# Prints one line per front: median µs per request (user + sys), req/s.
+#
+# Needs wrk and nginx (apt-get install wrk nginx), after
+# `cargo bench --bench load --no-run` and `cargo build --release`; builds
+# hyper-floor/ itself. Not part of `make bench`, which has the ratios.
+#
+# Usage: benches/scripts/proxy-cpu.sh [ROUNDS] [SECS]
+set -euo pipefail
+ROUNDS=${1:-3}
+SECS=${2:-5}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$(ls -t "$ROOT"/target/release/deps/load-* | grep -v '\.d$' | head -1)
+TOKEN=bench-token-0123456789abcdef0123456789abcdef
+OUT=${OUT:-$ROOT/target/bench/proxy-cpu}
+rm -rf "$OUT"; mkdir -p "$OUT"
+(cd "$ROOT/benches/scripts/hyper-floor" && CARGO_TARGET_DIR="$ROOT/target/hyper-floor" cargo build --release -q)
+FLOOR=$ROOT/target/hyper-floor/release/hyper-floor
+PIDS=()
+cleanup() { exec 3>&- 2>/dev/null || true; kill "${PIDS[@]}" 2>/dev/null || true; [ -f "$OUT/nginx.pid" ] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true; }
+trap cleanup EXIT
+mkfifo "$OUT/up.stdin"
+DASHGATE_BENCH_ROLE=upstream-server "$BIN" < "$OUT/up.stdin" > "$OUT/up.ports" 2> "$OUT/up.log" &
+PIDS+=($!)
+exec 3> "$OUT/up.stdin"
+for _ in $(seq 60); do grep -q ports "$OUT/up.ports" 2>/dev/null && break; sleep 0.5; done
+APP=$(sed -n 's/.*app=\([0-9]*\).*/\1/p' "$OUT/up.ports")
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_DG=$(free_port); P_LAN=$(free_port); P_NG=$(free_port); P_MT=$(free_port); P_CT=$(free_port)
+RUST_LOG=warn DASHGATE_TOKEN=$TOKEN "$ROOT/target/release/dashgate" --port "$P_DG" --upstream "http://127.0.0.1:$APP" --state-dir "$OUT/st1" > "$OUT/dg.log" 2>&1 &
+PIDS+=($!); D1=$!
+RUST_LOG=warn "$ROOT/target/release/dashgate" --port "$P_LAN" --upstream "http://127.0.0.1:$APP" --policy "$ROOT/policies/lan.yaml" --state-dir "$OUT/st2" > "$OUT/lan.log" 2>&1 &
+PIDS+=($!); D2=$!
+"$FLOOR" "$P_MT" "127.0.0.1:$APP" & PIDS+=($!); F1=$!
+CT=1 "$FLOOR" "$P_CT" "127.0.0.1:$APP" & PIDS+=($!); F2=$!
+cat > "$OUT/nginx.conf" <<NGINX
+worker_processes auto;
+pid $OUT/nginx.pid;
+error_log $OUT/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:$APP; keepalive 64; }
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  server {
+    listen 127.0.0.1:$P_NG;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+NGINX
+nginx -c "$OUT/nginx.conf" -p "$OUT" -e "$OUT/nginx.err"
+for p in $P_DG $P_LAN $P_NG $P_MT $P_CT; do
+    for _ in $(seq 40); do curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/page" && break; sleep 0.25; done
+done
+NGW=$(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')
+cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+run() { # name port pids...
+    local name=$1 port=$2; shift 2
+    local c0; c0=$(cpu "$@")
+    wrk -t1 -c32 -d"${SECS}s" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/page" > "$OUT/wrk.$name" 2>&1
+    local c1; c1=$(cpu "$@")
+    local n; n=$(awk '/requests in/{print $1}' "$OUT/wrk.$name")
+    local tck; tck=$(getconf CLK_TCK)
+    echo "$name $(awk -v c=$((c1 - c0)) -v n="$n" -v t="$tck" -v s="$SECS" 'BEGIN{printf "%.2f %.0f", c*1e6/t/n, n/s}')" >> "$OUT/rows"
+}
+for r in $(seq 1 "$ROUNDS"); do
+    run dashgate "$P_DG" "$D1"
+    run dashgate-lan "$P_LAN" "$D2"
+    run nginx "$P_NG" $NGW
+    run hyper-floor "$P_MT" "$F1"
+    run hyper-floor-CT "$P_CT" "$F2"
+done
+printf '%-16s %14s %10s\n' front 'µs CPU/req' 'req/s'
+for f in dashgate dashgate-lan nginx hyper-floor hyper-floor-CT; do
+    awk -v f=$f '$1==f{print $2, $3}' "$OUT/rows" | sort -n | awk -v f=$f '{a[NR]=$1; b[NR]=$2} END{m=int((NR+1)/2); printf "%-16s %14.2f %10.0f\n", f, a[m], b[m]}'
+done
