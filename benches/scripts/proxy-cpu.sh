@@ -8,7 +8,8 @@
 # For each front, ROUNDS times in turn: wrk -t1 -c32 for SECS seconds at
 # GET /page; user and system CPU of the front's processes from
 # /proc/PID/stat over the run, divided by the requests wrk completed.
-# Prints one line per front: median µs per request (user + sys), req/s.
+# Prints one line per front: median µs per request (user + sys), req/s,
+# and wrk's p99 latency (median of the rounds).
 #
 # Needs wrk and nginx (apt-get install wrk nginx), after
 # `cargo bench --bench load --no-run` and `cargo build --release`; builds
@@ -75,11 +76,12 @@ cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$
 run() { # name port pids...
     local name=$1 port=$2; shift 2
     local c0; c0=$(cpu "$@")
-    wrk -t1 -c32 -d"${SECS}s" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/page" > "$OUT/wrk.$name" 2>&1
+    wrk -t1 -c32 -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/page" > "$OUT/wrk.$name" 2>&1
     local c1; c1=$(cpu "$@")
     local n; n=$(awk '/requests in/{print $1}' "$OUT/wrk.$name")
     local tck; tck=$(getconf CLK_TCK)
-    echo "$name $(awk -v c=$((c1 - c0)) -v n="$n" -v t="$tck" -v s="$SECS" 'BEGIN{printf "%.2f %.0f", c*1e6/t/n, n/s}')" >> "$OUT/rows"
+    local p99; p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$OUT/wrk.$name")
+    echo "$name $(awk -v c=$((c1 - c0)) -v n="$n" -v t="$tck" -v s="$SECS" 'BEGIN{printf "%.2f %.0f", c*1e6/t/n, n/s}') $p99" >> "$OUT/rows"
 }
 for r in $(seq 1 "$ROUNDS"); do
     run dashgate "$P_DG" "$D1"
@@ -88,7 +90,11 @@ for r in $(seq 1 "$ROUNDS"); do
     run hyper-floor "$P_MT" "$F1"
     run hyper-floor-CT "$P_CT" "$F2"
 done
-printf '%-16s %14s %10s\n' front 'µs CPU/req' 'req/s'
+med() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+printf '%-16s %12s %10s %10s\n' front 'µs CPU/req' 'req/s' 'p99 ms'
 for f in dashgate dashgate-lan nginx hyper-floor hyper-floor-CT; do
-    awk -v f=$f '$1==f{print $2, $3}' "$OUT/rows" | sort -n | awk -v f=$f '{a[NR]=$1; b[NR]=$2} END{m=int((NR+1)/2); printf "%-16s %14.2f %10.0f\n", f, a[m], b[m]}'
+    printf '%-16s %12.2f %10.0f %10.2f\n' "$f" \
+        "$(awk -v f=$f '$1==f{print $2}' "$OUT/rows" | med)" \
+        "$(awk -v f=$f '$1==f{print $3}' "$OUT/rows" | med)" \
+        "$(awk -v f=$f '$1==f{print $4}' "$OUT/rows" | med)"
 done
