@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! authorize_if(!upstream).and(own)            -- dashgate's routes at /
-//!   .or(authorize_if(upstream).and(prefixed.or(proxied)))
+//!   .or(authorize_if(upstream).and(proxied.or(prefixed)))
 //!   .then(run).recover(handle_rejection)
 //! ```
 //!
