@@ -503,6 +503,12 @@ pub fn redecide(
     policy: &CompiledPolicy,
     access: &Access,
 ) -> crate::policy::Decision {
+    policy.decide(&facts_now(state, policy, access))
+}
+
+/// The facts of an open socket's upgrade with its credential resolved
+/// again under `policy`, for [`redecide`] and [`still_allowed`].
+fn facts_now(state: &AppState, policy: &CompiledPolicy, access: &Access) -> Facts {
     let mut facts = access.facts().clone();
     let ws = facts.transport == Transport::Ws;
     let internal = internal_allowed(
@@ -514,7 +520,7 @@ pub fn redecide(
         None,
     );
     facts.credential = resolve_request(state, policy, access.presented(), internal);
-    policy.decide(&facts)
+    facts
 }
 
 /// What an open socket is allowed under `policy` now, decided again like
@@ -528,17 +534,7 @@ pub fn still_allowed(
     policy: &CompiledPolicy,
     access: &Access,
 ) -> Result<Vec<String>, String> {
-    let mut facts = access.facts().clone();
-    let ws = facts.transport == Transport::Ws;
-    let internal = internal_allowed(
-        facts.peer,
-        facts.client,
-        &facts.path,
-        pub_path(state),
-        ws,
-        None,
-    );
-    facts.credential = resolve_request(state, policy, access.presented(), internal);
+    let facts = facts_now(state, policy, access);
     let (verdict, index) = policy.decide_indexed(&facts);
     let rule = index.map(|i| policy.rule_name(i).0.to_string());
     match verdict {
