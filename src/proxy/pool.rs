@@ -99,11 +99,6 @@ impl Pool {
         })
     }
 
-    /// Idle connections kept now.
-    pub fn idle(&self) -> usize {
-        self.idle.iter().map(|s| s.lock().len()).sum()
-    }
-
     /// The calling thread's stack.
     fn stack(&self) -> &Mutex<Vec<Idle>> {
         let last = self.idle.len() - 1;
@@ -150,27 +145,17 @@ impl Pool {
         }
         let now = Instant::now();
         let mut cx = Context::from_waker(Waker::noop());
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            let ok = {
-                let c = &mut idle[i];
-                if c.tx.is_closed() || now.duration_since(c.since) > POOL_IDLE {
-                    None
-                } else {
-                    // Given back at the end of its body, a connection may
-                    // not have seen its own end yet: skip it, keep it.
-                    match c.tx.poll_ready(&mut cx) {
-                        Poll::Ready(Ok(())) => Some(true),
-                        Poll::Ready(Err(_)) => None,
-                        Poll::Pending => Some(false),
-                    }
-                }
-            };
-            match ok {
-                Some(true) => return Some(idle.swap_remove(i).tx),
-                Some(false) => {}
-                None => {
+        // From the top, so `swap_remove` only moves a connection already
+        // looked at.
+        for i in (0..idle.len()).rev() {
+            let c = &mut idle[i];
+            let fresh = !c.tx.is_closed() && now.duration_since(c.since) <= POOL_IDLE;
+            // Given back at the end of its body, a connection may not have
+            // seen its own end yet (`Pending`): skip it, keep it.
+            match fresh.then(|| c.tx.poll_ready(&mut cx)) {
+                Some(Poll::Ready(Ok(()))) => return Some(idle.swap_remove(i).tx),
+                Some(Poll::Pending) => {}
+                None | Some(Poll::Ready(Err(_))) => {
                     idle.swap_remove(i);
                 }
             }

@@ -23,7 +23,6 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -51,7 +50,6 @@ pub fn default_count() -> usize {
 struct Worker {
     handle: Handle,
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// The connection workers of one server; dropped, they stop (their tasks
@@ -75,7 +73,9 @@ impl Workers {
                 .build()?;
             let handle = rt.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
-            let thread = std::thread::Builder::new()
+            // Not joined: a worker stops on its own once told (its tasks
+            // dropped after a short grace), and its owner is shutting down.
+            std::thread::Builder::new()
                 .name(format!("dashgate-conn-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(Some(i)));
@@ -87,7 +87,6 @@ impl Workers {
             workers.push(Worker {
                 handle,
                 stop: Some(stop),
-                thread: Some(thread),
             });
         }
         Ok(Self {
@@ -136,13 +135,6 @@ impl Drop for Workers {
         for w in &mut self.workers {
             if let Some(stop) = w.stop.take() {
                 let _ = stop.send(());
-            }
-        }
-        // Joined off the async runtime's threads: a worker's shutdown takes
-        // at most its grace, and the caller is shutting down anyway.
-        for w in &mut self.workers {
-            if let Some(t) = w.thread.take() {
-                drop(t);
             }
         }
     }
