@@ -9,11 +9,8 @@ mod common;
 #[path = "common/upstream.rs"]
 mod upstream;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -579,69 +576,11 @@ impl Fake {
         for (k, v) in envs {
             c.env(k, v);
         }
-        spawn_server(c)
+        spawn(c)
     }
 
     fn args(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("args")).unwrap_or_default()
-    }
-}
-
-/// Spawn `c` (which execs dashgate) and wait for its `listening on` line.
-fn spawn_server(mut c: Command) -> Server {
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    let out = output.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            out.lock().unwrap().push_str(&format!("{line}\n"));
-            let _ = tx.send(line);
-        }
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let err = output.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            err.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let end = Instant::now() + Duration::from_secs(20);
-    let mut addr = None;
-    while addr.is_none() && Instant::now() < end {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                if let Some(a) = line.strip_prefix("listening on http://") {
-                    addr = Some(a.trim().parse::<SocketAddr>().unwrap());
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(st)) = child.try_wait() {
-                    panic!("exited early with {st}: {}", output.lock().unwrap());
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("no listening line: {}", output.lock().unwrap()));
-    Server {
-        child,
-        addr,
-        token: None,
-        output,
-        https: false,
     }
 }
 

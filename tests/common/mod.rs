@@ -97,86 +97,91 @@ impl Launch {
 
     /// Spawn and wait for the `listening on` line.
     pub fn start(self) -> Server {
-        let mut child = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn dashgate");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let stdout = child.stdout.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                out.lock().unwrap().push_str(&line);
-                out.lock().unwrap().push('\n');
-                let _ = tx.send(line);
+        spawn(self.command())
+    }
+}
+
+/// Spawn `c`, a dashgate (or a script that execs one), and wait for its
+/// `listening on` line; its output is collected in [`Server::output`].
+pub fn spawn(mut c: Command) -> Server {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn dashgate");
+    let output = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let out = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            out.lock().unwrap().push_str(&line);
+            out.lock().unwrap().push('\n');
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err = output.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let err = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
+            err.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut addr = None;
+    let mut token = None;
+    let mut https = false;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(a) = line.strip_prefix("listening on http://") {
+                    addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
+                }
+                if let Some(a) = line.strip_prefix("listening on https://") {
+                    addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
+                    https = true;
+                }
+                let line = line.replacen("open https://", "open http://", 1);
+                if let Some(rest) = line.strip_prefix("open http://") {
+                    token = rest.split("?token=").nth(1).map(str::to_string);
                     break;
                 }
-                err.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut addr = None;
-        let mut token = None;
-        let mut https = false;
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    if let Some(a) = line.strip_prefix("listening on http://") {
-                        addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
-                    }
-                    if let Some(a) = line.strip_prefix("listening on https://") {
-                        addr = Some(a.trim().parse::<SocketAddr>().expect("addr"));
-                        https = true;
-                    }
-                    let line = line.replacen("open https://", "open http://", 1);
-                    if let Some(rest) = line.strip_prefix("open http://") {
-                        token = rest.split("?token=").nth(1).map(str::to_string);
-                        break;
-                    }
-                    if addr.is_some() {
-                        // the `open` line, if any, follows at once
-                        if let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
-                            let l = l.replacen("open https://", "open http://", 1);
-                            if let Some(rest) = l.strip_prefix("open http://") {
-                                token = rest.split("?token=").nth(1).map(str::to_string);
-                            }
+                if addr.is_some() {
+                    // the `open` line, if any, follows at once
+                    if let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+                        let l = l.replacen("open https://", "open http://", 1);
+                        if let Some(rest) = l.strip_prefix("open http://") {
+                            token = rest.split("?token=").nth(1).map(str::to_string);
                         }
-                        break;
                     }
+                    break;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(st)) = child.try_wait() {
-                        panic!(
-                            "dashgate exited early with {st}: {}",
-                            output.lock().unwrap()
-                        );
-                    }
-                }
-                Err(_) => break,
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!(
+                        "dashgate exited early with {st}: {}",
+                        output.lock().unwrap()
+                    );
+                }
+            }
+            Err(_) => break,
         }
-        let addr = addr.unwrap_or_else(|| panic!("no listening line: {}", output.lock().unwrap()));
-        Server {
-            child,
-            addr,
-            token,
-            output,
-            https,
-        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no listening line: {}", output.lock().unwrap()));
+    Server {
+        child,
+        addr,
+        token,
+        output,
+        https,
     }
 }
 
