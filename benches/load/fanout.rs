@@ -107,11 +107,18 @@ pub async fn connect_many(
         .buffer_unordered(64)
         .collect()
         .await;
+    all_opened(results)
+}
+
+/// Every socket of `results`, or how many of them failed and the first
+/// error.
+pub fn all_opened<T>(results: Vec<Result<T, String>>) -> Result<Vec<T>, String> {
+    let n = results.len();
     let mut socks = Vec::with_capacity(n);
     let mut first_err = None;
     for r in results {
         match r {
-            Ok(ws) => socks.push(ws),
+            Ok(s) => socks.push(s),
             Err(e) => {
                 first_err.get_or_insert(e);
             }

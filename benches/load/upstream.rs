@@ -714,24 +714,13 @@ async fn idle(t: &mut Table, up: &Upstream, want: usize) {
         .buffer_unordered(64)
         .collect()
         .await;
-    let mut socks = Vec::with_capacity(n);
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(s) => socks.push(s),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+    let socks = match super::fanout::all_opened(results) {
+        Ok(s) => s,
+        Err(e) => {
+            t.push(Row::missing(&fig, "≤ 300 MB", &e));
+            return;
         }
-    }
-    if let Some(e) = first_err {
-        t.push(Row::missing(
-            &fig,
-            "≤ 300 MB",
-            &format!("{} of {n} WebSockets failed to open: {e}", n - socks.len()),
-        ));
-        return;
-    }
+    };
     let open_secs = started.elapsed().as_secs_f64();
     let mut counted = status(&dash).await.unwrap_or(0);
     let _ = settle(Duration::from_secs(5), || {
