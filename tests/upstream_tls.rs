@@ -77,17 +77,7 @@ async fn an_https_upstream_trusted_by_upstream_ca_proxies_get_and_websocket() {
     send_text(&mut ws, "over tls").await;
     assert_eq!(next_text(&mut ws, T).await.as_deref(), Some("over tls"));
     ws.send(Message::binary(vec![9u8; 3])).await.unwrap();
-    let bin = tokio::time::timeout(T, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(b))) => return b,
-                Some(Ok(_)) => continue,
-                other => panic!("no binary echo: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let bin = next_binary(&mut ws, T).await.expect("no binary echo");
     assert_eq!(&bin[..], &[9, 9, 9]);
 }
 

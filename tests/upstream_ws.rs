@@ -49,17 +49,7 @@ async fn the_relay_rewrites_origin_and_passes_subprotocol_and_frames() {
     send_text(&mut ws, "hello").await;
     assert_eq!(next_text(&mut ws, T).await.as_deref(), Some("hello"));
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    let bin = tokio::time::timeout(T, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(b))) => return b,
-                Some(Ok(_)) => continue,
-                other => panic!("no binary echo: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let bin = next_binary(&mut ws, T).await.expect("no binary echo");
     assert_eq!(&bin[..], &[1, 2, 3]);
     // The upstream's close frame reaches the client as it sent it.
     send_text(&mut ws, "close-me").await;

@@ -296,6 +296,19 @@ pub async fn next_text(ws: &mut Ws, timeout: Duration) -> Option<String> {
     }
 }
 
+/// The next binary frame's payload, skipping others; `None` on close, error
+/// or timeout (like [`next_text`]).
+pub async fn next_binary(ws: &mut Ws, timeout: Duration) -> Option<Vec<u8>> {
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(end, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => return Some(b.to_vec()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
 /// Wait for a text frame containing `needle`, bounded.
 pub async fn wait_text(ws: &mut Ws, needle: &str, timeout: Duration) -> Option<String> {
     let end = tokio::time::Instant::now() + timeout;
