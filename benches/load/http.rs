@@ -76,21 +76,32 @@ fn request(t: &Target, host: &str, n: usize) -> http::Request<Empty<Bytes>> {
     req.body(Empty::<Bytes>::new()).expect("request")
 }
 
-/// Send one request and read its body: `Some` for a 200 with a body.
-async fn exchange(
-    send: &mut Sender,
-    req: http::Request<Empty<Bytes>>,
-    deadline: Instant,
-) -> Option<()> {
-    tokio::time::timeout_at(deadline.into(), async {
-        let resp = send.send_request(req).await.ok()?;
-        let ok = resp.status() == http::StatusCode::OK;
-        let body = resp.into_body().collect().await.ok()?;
-        (ok && !body.to_bytes().is_empty()).then_some(())
-    })
-    .await
-    .ok()
-    .flatten()
+impl Round {
+    /// Send one request and read its body; a 200 with a body counts as ok
+    /// with its latency from `from`, anything else as an error (false).
+    async fn count(
+        &mut self,
+        send: &mut Sender,
+        req: http::Request<Empty<Bytes>>,
+        from: Instant,
+        deadline: Instant,
+    ) -> bool {
+        let done = tokio::time::timeout_at(deadline.into(), async {
+            let resp = send.send_request(req).await.ok()?;
+            let ok = resp.status() == http::StatusCode::OK;
+            let body = resp.into_body().collect().await.ok()?;
+            (ok && !body.to_bytes().is_empty()).then_some(())
+        })
+        .await;
+        if matches!(done, Ok(Some(()))) {
+            self.ok += 1;
+            self.lat_us.push(from.elapsed().as_micros() as u32);
+            true
+        } else {
+            self.errors += 1;
+            false
+        }
+    }
 }
 
 /// Sum the connections' rounds into one.
@@ -133,13 +144,9 @@ pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> R
                     break;
                 }
                 let req = request(&t, &host, n);
-                let start = Instant::now();
-                if exchange(&mut send, req, deadline).await.is_none() {
-                    r.errors += 1;
+                if !r.count(&mut send, req, Instant::now(), deadline).await {
                     break;
                 }
-                r.ok += 1;
-                r.lat_us.push(start.elapsed().as_micros() as u32);
             }
             driver.abort();
             r
@@ -198,12 +205,9 @@ pub async fn paced(t: &Target, conns: usize, rate: f64, secs: f64, limit: Durati
                     break;
                 }
                 let req = request(&t, &host, k * count + i);
-                if exchange(&mut send, req, deadline).await.is_none() {
-                    r.errors += 1;
+                if !r.count(&mut send, req, sent, deadline).await {
                     break;
                 }
-                r.ok += 1;
-                r.lat_us.push(sent.elapsed().as_micros() as u32);
             }
             driver.abort();
             r
