@@ -126,12 +126,6 @@ pub fn error_reply(status: StatusCode, reason: &str, error: &str) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-/// The 403 `read_only` of a route refusing a read-only admission (a
-/// publish socket, a chat session's creation), naming the admitting rule.
-pub fn read_only_reply(rule: Option<&Arc<str>>) -> Response {
-    denied_reply(&Denied::new(Reason::ReadOnly, rule.cloned()))
-}
-
 /// The reply for a [`Denied`].
 pub fn denied_reply(d: &Denied) -> Response {
     if let Some(to) = &d.login_redirect {

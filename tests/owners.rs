@@ -241,6 +241,11 @@ async fn a_read_only_viewer_watches_live_but_never_types_and_a_reload_closes_it(
         "{info}"
     );
 
+    // Every refusal below is audited on the server channel.
+    let ana = bearer(ANA);
+    let mut audit = ws_connect(&s.ws_url("/api/events"), &[("authorization", &ana)])
+        .await
+        .unwrap();
     // REST that changes something: 403 read_only, naming the rule.
     for (method, p) in [
         ("POST", "/api/sessions".to_owned()),
@@ -266,6 +271,26 @@ async fn a_read_only_viewer_watches_live_but_never_types_and_a_reload_closes_it(
     };
     assert_eq!(pubd.0, 403);
     assert!(pubd.1.contains("read_only"), "{}", pubd.1);
+    // The two refused upgrades (a GET, which the gate lets a read-only
+    // admission make; the route refuses) are audited as the gate's are.
+    let mut refused_upgrades = vec![];
+    while refused_upgrades.len() < 2 {
+        let ev = wait_text(&mut audit, "access.denied", T)
+            .await
+            .expect("an access.denied event per refused upgrade");
+        let ev: Value = serde_json::from_str(&ev).unwrap();
+        if ev["data"]["method"] == "GET" {
+            assert_eq!(ev["data"]["reason"], "read_only", "{ev}");
+            assert_eq!(ev["data"]["rule"], "viewers watch", "{ev}");
+            refused_upgrades.push(ev["data"]["path"].as_str().unwrap().to_owned());
+        }
+    }
+    refused_upgrades.sort();
+    assert_eq!(
+        refused_upgrades,
+        ["/api/pub?[redacted]", "/api/ws?[redacted]"],
+        "the query is redacted in the audit"
+    );
     let (_, me) = call(&s, "GET", "/api/whoami", VIC).await;
     assert_eq!(me["groups"], json!(["viewers"]), "{me}");
     assert_eq!(me["access"], "read", "{me}");

@@ -472,6 +472,18 @@ fn login_url(state: &AppState, path: &str, query: &str) -> String {
     format!("{login}?next={enc}")
 }
 
+/// A route's 403 `read_only` for a read-only admission that the request's
+/// method did not give away (a publish socket, a chat shell opened by a
+/// `GET` upgrade), logged and published as every denial the gate makes is:
+/// whoever watches `access.denied` sees all refusals, not only the gate's.
+pub fn refuse_read_only(state: &AppState, access: &Access) -> warp::reply::Response {
+    let d = Denied::new(Reason::ReadOnly, access.rule.clone());
+    let facts = access.facts();
+    let path = log_path(&facts.path, access.query());
+    audit_denial(state, facts.client, &facts.method, &path, &d);
+    crate::reject::denied_reply(&d)
+}
+
 /// One `warn` line and one `access.denied` event per denial.
 pub(super) fn audit_denial(state: &AppState, client: IpAddr, method: &str, path: &str, d: &Denied) {
     let rule = d.rule.as_deref().unwrap_or("-");

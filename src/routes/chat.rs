@@ -27,8 +27,9 @@ use warp::{Filter, Rejection, Reply};
 use super::events::{register, ws_required, ws_upgrade};
 use super::Endpoint;
 use crate::chat::{ChatError, Session, Viewer, ViewerEvent};
+use crate::gate::refuse_read_only;
 use crate::gate::{query_param, Access};
-use crate::reject::{error_reply, read_only_reply};
+use crate::reject::error_reply;
 use crate::server::conns::{Close, ConnGuard};
 use crate::state::{with_state, AppState};
 
@@ -131,7 +132,7 @@ pub fn terminal(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = R
                 let read_only = access.read_only();
                 // A read-only admission watches; it does not start a shell.
                 if read_only && session_id.is_none() {
-                    return read_only_reply(access.rule.as_ref());
+                    return refuse_read_only(&state, &access);
                 }
                 let seen = session_id
                     .as_deref()
@@ -416,7 +417,7 @@ pub fn create(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
                     // (The gate refuses a read-only POST already; kept for
                     // a route that is reached some other way.)
                     if access.read_only() {
-                        return read_only_reply(access.rule.as_ref());
+                        return refuse_read_only(&state, &access);
                     }
                     let req = match (length, body) {
                         (Some(n), None) if n > MAX_CREATE_BODY => {
@@ -474,7 +475,7 @@ pub fn delete(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rej
         .map(|id: String, state: AppState| {
             Endpoint::sync(move |access| {
                 if access.read_only() {
-                    return read_only_reply(access.rule.as_ref());
+                    return refuse_read_only(&state, &access);
                 }
                 let Some(s) = visible_session(&state, &access, &id) else {
                     return no_such_session();

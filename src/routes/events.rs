@@ -182,7 +182,7 @@ pub fn publish(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Re
                 };
                 // SPEC §2.5: a read-only admission receives, never publishes.
                 if access.read_only() {
-                    return crate::reject::read_only_reply(access.rule.as_ref());
+                    return crate::gate::refuse_read_only(&state, &access);
                 }
                 if channel == SERVER_CHANNEL {
                     return error_reply(
