@@ -223,6 +223,7 @@ pub async fn run(
         path: "/api/status".into(),
         headers: auth.clone(),
         fresh,
+        host: None,
     };
     let variant = |name: &'static str, listener: &str, fresh: bool| Variant {
         name,
@@ -247,6 +248,7 @@ pub async fn run(
                 path: "/api/status".into(),
                 headers: vec![("authorization".into(), format!("Bearer {}", h.token))],
                 fresh: false,
+                host: None,
             },
             requests: HERMES_REQUESTS,
             rounds: vec![],

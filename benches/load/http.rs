@@ -41,6 +41,14 @@ pub struct Target {
     /// `X-Request-Id: <n>` header), as a client that numbers its requests
     /// does (the gate decides every request afresh either way).
     pub fresh: bool,
+    /// The `Host` header, when not the address (a name-based virtual host).
+    pub host: Option<String>,
+}
+
+impl Target {
+    fn host(&self) -> String {
+        self.host.clone().unwrap_or_else(|| self.addr.to_string())
+    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -137,7 +145,7 @@ pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> R
                 r.errors += 1;
                 return r;
             };
-            let host = t.addr.to_string();
+            let host = t.host();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total || Instant::now() >= deadline {
@@ -193,7 +201,7 @@ pub async fn paced(t: &Target, conns: usize, rate: f64, secs: f64, limit: Durati
                 r.errors += 1;
                 return r;
             };
-            let host = t.addr.to_string();
+            let host = t.host();
             let offset = every.mul_f64(k as f64 / conns as f64);
             for i in 0..count {
                 let due = start + offset + every * i as u32;
