@@ -127,6 +127,19 @@ async fn until_502(s: &Server, path: &str) {
     }
 }
 
+/// Wait (bounded) until `/api/status` shows the supervised child's pid.
+async fn until_spawned(s: &Server) -> u32 {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = status(s).await;
+        if let Some(pid) = st["upstream"]["pid"].as_u64() {
+            return pid as u32;
+        }
+        assert!(Instant::now() < end, "no pid: {}", st["upstream"]);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn pid_of(upstream: &serde_json::Value) -> u32 {
     upstream["pid"]
         .as_u64()
@@ -315,9 +328,10 @@ async fn while_the_upstream_starts_a_browser_is_told_dashgate_is_starting_it() {
             "sleep 30",
         ])
         .start();
+    // `starting` from the first moment; its pid once the child is spawned.
     let st = until_state(&s, "starting", Duration::from_secs(5)).await;
-    let pid = pid_of(&st);
     assert_eq!(st["command"], "sleep");
+    let pid = until_spawned(&s).await;
     let r = http()
         .get(s.url("/"))
         .header("accept", "text/html,application/xhtml+xml")
