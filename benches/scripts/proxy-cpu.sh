@@ -8,8 +8,8 @@
 # For each front, ROUNDS times in turn: wrk -t1 -c32 for SECS seconds at
 # GET /page; user and system CPU of the front's processes from
 # /proc/PID/stat over the run, divided by the requests wrk completed.
-# Prints one line per front: median µs per request (user + sys), req/s,
-# and wrk's p99 latency (median of the rounds).
+# Prints one line per front, medians of the rounds: µs of CPU per request
+# (and its user and system parts), req/s, and wrk's p99 latency.
 #
 # Needs wrk and nginx (apt-get install wrk nginx), after
 # `cargo bench --bench load --no-run` and `cargo build --release`; builds
@@ -72,16 +72,17 @@ for p in $P_DG $P_LAN $P_NG $P_MT $P_CT; do
     for _ in $(seq 40); do curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$p/page" && break; sleep 0.25; done
 done
 NGW=$(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')
-cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+# user and system ticks of the processes, summed
+cpu() { local u=0 s=0; for p in "$@"; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + a)); s=$((s + b)); done; echo "$u $s"; }
 run() { # name port pids...
     local name=$1 port=$2; shift 2
-    local c0; c0=$(cpu "$@")
+    local u0 s0 u1 s1; read -r u0 s0 < <(cpu "$@")
     wrk -t1 -c32 -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/page" > "$OUT/wrk.$name" 2>&1
-    local c1; c1=$(cpu "$@")
+    read -r u1 s1 < <(cpu "$@")
     local n; n=$(awk '/requests in/{print $1}' "$OUT/wrk.$name")
     local tck; tck=$(getconf CLK_TCK)
     local p99; p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$OUT/wrk.$name")
-    echo "$name $(awk -v c=$((c1 - c0)) -v n="$n" -v t="$tck" -v s="$SECS" 'BEGIN{printf "%.2f %.0f", c*1e6/t/n, n/s}') $p99" >> "$OUT/rows"
+    echo "$name $(awk -v u=$((u1 - u0)) -v y=$((s1 - s0)) -v n="$n" -v t="$tck" -v s="$SECS" 'BEGIN{printf "%.2f %.0f %.2f %.2f", (u+y)*1e6/t/n, n/s, u*1e6/t/n, y*1e6/t/n}') $p99" >> "$OUT/rows"
 }
 for r in $(seq 1 "$ROUNDS"); do
     run dashgate "$P_DG" "$D1"
@@ -91,10 +92,8 @@ for r in $(seq 1 "$ROUNDS"); do
     run hyper-floor-CT "$P_CT" "$F2"
 done
 med() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-printf '%-16s %12s %10s %10s\n' front 'µs CPU/req' 'req/s' 'p99 ms'
+printf '%-16s %12s %8s %8s %10s %10s\n' front 'µs CPU/req' 'user' 'sys' 'req/s' 'p99 ms'
 for f in dashgate dashgate-lan nginx hyper-floor hyper-floor-CT; do
-    printf '%-16s %12.2f %10.0f %10.2f\n' "$f" \
-        "$(awk -v f=$f '$1==f{print $2}' "$OUT/rows" | med)" \
-        "$(awk -v f=$f '$1==f{print $3}' "$OUT/rows" | med)" \
-        "$(awk -v f=$f '$1==f{print $4}' "$OUT/rows" | med)"
+    col() { awk -v f=$f -v c="$1" '$1==f{print $c}' "$OUT/rows" | med; }
+    printf '%-16s %12.2f %8.2f %8.2f %10.0f %10.2f\n' "$f" "$(col 2)" "$(col 4)" "$(col 5)" "$(col 3)" "$(col 6)"
 done
