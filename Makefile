@@ -51,7 +51,7 @@ browser: deps-web deps-browser deps-hermes deps-nginx
 
 ## Benchmarks (docs/benchmarks.md): criterion for the policy engine, the chat
 ## bench, then the load bench, which prints the one table (figure, value, bar,
-## pass/fail) and writes it to target/bench/results.json. About 10 minutes.
+## pass/fail) and writes it to target/bench/results.json. About 11 minutes.
 ## A chat bench that fails leaves its rows "not measured" rather than
 ## stopping the rest.
 bench: bench-hermes bench-llng
