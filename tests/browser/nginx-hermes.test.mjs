@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { screenshot, startBrowser, until } from './harness.mjs';
 import { plainProxyLocation, rawUpgrade, startHermes, startNginx } from './peers.mjs';
+import { fetchFromPage, openFromPage, query, recordingPage } from './hermes-page.mjs';
 
 const NAME = 'hermes.test';
 const SOCKETS = ['/api/ws', '/api/events', '/api/pty'];
@@ -37,68 +38,13 @@ after(async () => {
   await hermes?.stop();
 });
 
-/**
- * A page whose WebSocket handshakes are recorded from the DevTools protocol:
- * `page.handshakes` is a list of `{ url, path, status }`, status 101 when
- * the socket opened, else the HTTP status of the refusal (chromium reports a
- * refused handshake only as "Unexpected response code: N"; the page's own
- * `WebSocket` sees just close 1006).
- */
-async function recordingPage() {
-  const page = await ctx.newPage();
-  const cdp = await ctx.newCDPSession(page);
-  await cdp.send('Network.enable');
-  const urls = new Map();
-  page.handshakes = [];
-  const record = (id, status, detail = '') => {
-    const url = urls.get(id);
-    if (!url) return;
-    urls.delete(id);
-    page.handshakes.push({ url, path: new URL(url).pathname, status, detail });
-  };
-  cdp.on('Network.webSocketCreated', (e) => urls.set(e.requestId, e.url));
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => record(e.requestId, e.response.status));
-  cdp.on('Network.webSocketFrameError', (e) => {
-    const m = e.errorMessage.match(/Unexpected response code: (\d+)/);
-    record(e.requestId, m ? Number(m[1]) : 0, e.errorMessage);
-  });
-  page.statuses = (path) => page.handshakes.filter((h) => h.path === path).map((h) => h.status);
-  page.text = () => page.locator('body').innerText();
-  return page;
-}
-
-/** Open PATH?QUERY as a WebSocket from the page; resolves with what the page can see. */
-function openFromPage(page, path, query) {
-  return page.evaluate(([path, query]) => new Promise((resolve) => {
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}?${query}`;
-    const ws = new WebSocket(url);
-    const t = setTimeout(() => { ws.close(); resolve({ url, opened: false, code: 'timeout' }); }, 10_000);
-    ws.onopen = () => { clearTimeout(t); ws.close(1000); resolve({ url, opened: true }); };
-    ws.onclose = (e) => { clearTimeout(t); resolve({ url, opened: false, code: e.code }); };
-  }), [path, query]);
-}
-
-/** The query each socket needs (hermes's own token, as the page sends it). */
-function query(path, token) {
-  const channel = `chat-probe${Date.now()}`;
-  return path === '/api/ws' ? `token=${token}` : `channel=${channel}&token=${token}`;
-}
-
-/** GET PATH from the page (same origin, as the SPA's own fetches). */
-function fetchFromPage(page, path, headers = {}) {
-  return page.evaluate(async ([path, headers]) => {
-    const r = await fetch(path, { headers, signal: AbortSignal.timeout(10_000) });
-    return { status: r.status, type: r.headers.get('content-type'), body: (await r.text()).slice(0, 2000) };
-  }, [path, headers]);
-}
-
 describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host nginx\'s default, Origin passed)', () => {
   let nginx;
   before(async () => { nginx = await startNginx(plainProxyLocation(hermes.port)); });
   after(async () => { await nginx?.stop(); });
 
   test(`from http://${NAME}: the page and REST answer 200, every WebSocket 403`, async () => {
-    const page = await recordingPage();
+    const page = await recordingPage(ctx);
     const origin = `http://${NAME}:${nginx.port}`;
     const res = await page.goto(`${origin}/chat`, { timeout: 30_000 });
     assert.equal(res.status(), 200);
@@ -152,7 +98,7 @@ describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host n
   });
 
   test('from http://127.0.0.1 (a loopback name), through the same nginx, the WebSockets open', async () => {
-    const page = await recordingPage();
+    const page = await recordingPage(ctx);
     const origin = `http://127.0.0.1:${nginx.port}`;
     const res = await page.goto(`${origin}/chat`, { timeout: 30_000 });
     assert.equal(res.status(), 200);
@@ -179,7 +125,7 @@ describe('hermes behind nginx with `proxy_set_header Host $host` (the browser\'s
   after(async () => { await nginx?.stop(); });
 
   test(`from http://${NAME}: 400 on the page, REST and WebSockets 403`, async () => {
-    const page = await recordingPage();
+    const page = await recordingPage(ctx);
     const origin = `http://${NAME}:${nginx.port}`;
     const res = await page.goto(`${origin}/`, { timeout: 30_000 });
     assert.equal(res.status(), 400);
@@ -203,7 +149,7 @@ describe('hermes behind nginx with the rewrite it needs (Origin set to hermes\'s
   after(async () => { await nginx?.stop(); });
 
   test(`from http://${NAME}: the page, REST and every WebSocket work`, async () => {
-    const page = await recordingPage();
+    const page = await recordingPage(ctx);
     const res = await page.goto(`http://${NAME}:${nginx.port}/chat`, { timeout: 30_000 });
     assert.equal(res.status(), 200);
     assert.equal((await fetchFromPage(page, '/api/status')).status, 200);

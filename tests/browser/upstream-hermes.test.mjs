@@ -29,6 +29,7 @@ import {
   CHROMIUM, ROOT, policyFile, rand, screenshot, startBrowser, startServer, until,
 } from './harness.mjs';
 import { rawUpgrade, startHermes } from './peers.mjs';
+import { fetchFromPage, openFromPage, query, recordingPage } from './hermes-page.mjs';
 
 const NAME = 'hermes.test';
 const SOCKETS = ['/api/ws', '/api/events', '/api/pty'];
@@ -120,65 +121,6 @@ after(async () => {
   await hermes?.stop();
   ns?.remove();
 });
-
-/**
- * A page whose WebSocket handshakes are recorded from the DevTools protocol
- * (as in nginx-hermes.test.mjs): `page.handshakes` is a list of
- * `{ url, path, status }`, 101 when the socket opened, else the HTTP status
- * of the refusal; `page.closed` lists the URLs of sockets that closed.
- */
-async function recordingPage(context = ctx) {
-  const page = await context.newPage();
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  const urls = new Map();
-  const open = new Map();
-  page.handshakes = [];
-  page.closed = [];
-  const record = (id, status, detail = '') => {
-    const url = urls.get(id);
-    if (!url) return;
-    urls.delete(id);
-    if (status === 101) open.set(id, url);
-    page.handshakes.push({ url, path: new URL(url).pathname, status, detail });
-  };
-  cdp.on('Network.webSocketCreated', (e) => urls.set(e.requestId, e.url));
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => record(e.requestId, e.response.status));
-  cdp.on('Network.webSocketFrameError', (e) => {
-    const m = e.errorMessage.match(/Unexpected response code: (\d+)/);
-    record(e.requestId, m ? Number(m[1]) : 0, e.errorMessage);
-  });
-  cdp.on('Network.webSocketClosed', (e) => { if (open.has(e.requestId)) page.closed.push(open.get(e.requestId)); });
-  page.statuses = (path) => page.handshakes.filter((h) => h.path === path).map((h) => h.status);
-  page.text = () => page.locator('body').innerText();
-  page.terminal = () => page.locator('.hermes-chat-xterm-host .xterm-rows').innerText();
-  return page;
-}
-
-/** Open PATH?QUERY as a WebSocket from the page; resolves with what the page can see. */
-function openFromPage(page, path, query) {
-  return page.evaluate(([path, query]) => new Promise((resolve) => {
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}?${query}`;
-    const ws = new WebSocket(url);
-    const t = setTimeout(() => { ws.close(); resolve({ url, opened: false, code: 'timeout' }); }, 10_000);
-    ws.onopen = () => { clearTimeout(t); ws.close(1000); resolve({ url, opened: true }); };
-    ws.onclose = (e) => { clearTimeout(t); resolve({ url, opened: false, code: e.code }); };
-  }), [path, query]);
-}
-
-/** The query each socket needs (hermes's own token, as the page sends it). */
-function query(path, token) {
-  const channel = `chat-probe${Date.now()}`;
-  return path === '/api/ws' ? `token=${token}` : `channel=${channel}&token=${token}`;
-}
-
-/** GET PATH from the page (same origin, as the SPA's own fetches). */
-function fetchFromPage(page, path, headers = {}) {
-  return page.evaluate(async ([path, headers]) => {
-    const r = await fetch(path, { headers, signal: AbortSignal.timeout(10_000) });
-    return { status: r.status, type: r.headers.get('content-type'), body: (await r.text()).slice(0, 2000) };
-  }, [path, headers]);
-}
 
 /**
  * The hermes page at ORIGIN/chat, in the browser: it loads with hermes's
@@ -345,7 +287,7 @@ describe(`hermes behind dashgate (--upstream, --policy lan, --host 0.0.0.0, --al
 
   test('a reload that drops the LAN rule closes the open chat with 4403', async (t) => {
     const origin = `http://${NAME}:${server.port}`;
-    const page = await recordingPage();
+    const page = await recordingPage(ctx);
     await page.goto(`${origin}/chat`, { timeout: 30_000 });
     await until(() => page.statuses('/api/pty').includes(101), 'the chat socket', 30_000);
     await until(async () => /Hermes Agent/.test(await page.terminal()), 'the hermes TUI in the chat', 45_000);
