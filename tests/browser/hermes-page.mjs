@@ -3,6 +3,9 @@
 // a page that records its WebSocket handshakes, and the sockets and fetches
 // made from inside it, as hermes's own single-page app makes them.
 
+import assert from 'node:assert/strict';
+import { until } from './harness.mjs';
+
 /**
  * A page of CONTEXT whose WebSocket handshakes are recorded from the
  * DevTools protocol: `page.handshakes` is a list of `{ url, path, status }`,
@@ -62,4 +65,26 @@ export function fetchFromPage(page, path, headers = {}) {
     const r = await fetch(path, { headers, signal: AbortSignal.timeout(10_000) });
     return { status: r.status, type: r.headers.get('content-type'), body: (await r.text()).slice(0, 2000) };
   }, [path, headers]);
+}
+
+/**
+ * Load ORIGIN/chat in PAGE and check what works whatever the front does with
+ * WebSockets: the page carries hermes's session token (TOKEN), the SPA
+ * renders, and REST answers, 401 without the token and 200 with it, as the
+ * SPA sends it. Returns the token the page read.
+ */
+export async function pageAndRestWork(page, origin, token) {
+  const res = await page.goto(`${origin}/chat`, { timeout: 30_000 });
+  assert.equal(res.status(), 200);
+  assert.match(await res.text(), /window\.__HERMES_SESSION_TOKEN__="/);
+  await until(async () => /Sessions/i.test(await page.text()) && /Chat/i.test(await page.text()), 'the hermes UI', 30_000);
+  const seen = await page.evaluate(() => window.__HERMES_SESSION_TOKEN__);
+  assert.equal(seen, token);
+  const status = await fetchFromPage(page, '/api/status');
+  assert.equal(status.status, 200, status.body);
+  assert.match(status.type, /json/);
+  assert.equal((await fetchFromPage(page, '/api/sessions')).status, 401);
+  const sessions = await fetchFromPage(page, '/api/sessions', { 'X-Hermes-Session-Token': seen });
+  assert.equal(sessions.status, 200, sessions.body);
+  return seen;
 }

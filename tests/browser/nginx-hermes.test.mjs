@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { screenshot, startBrowser, until } from './harness.mjs';
 import { plainProxyLocation, rawUpgrade, startHermes, startNginx } from './peers.mjs';
-import { fetchFromPage, openFromPage, query, recordingPage } from './hermes-page.mjs';
+import { fetchFromPage, openFromPage, pageAndRestWork, query, recordingPage } from './hermes-page.mjs';
 
 const NAME = 'hermes.test';
 const SOCKETS = ['/api/ws', '/api/events', '/api/pty'];
@@ -46,21 +46,7 @@ describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host n
   test(`from http://${NAME}: the page and REST answer 200, every WebSocket 403`, async () => {
     const page = await recordingPage(ctx);
     const origin = `http://${NAME}:${nginx.port}`;
-    const res = await page.goto(`${origin}/chat`, { timeout: 30_000 });
-    assert.equal(res.status(), 200);
-    assert.match(await res.text(), /window\.__HERMES_SESSION_TOKEN__="/);
-    // The hermes SPA rendered, with the token hermes embeds for loopback.
-    await until(async () => /Sessions/i.test(await page.text()) && /Chat/i.test(await page.text()), 'the hermes UI', 30_000);
-    const token = await page.evaluate(() => window.__HERMES_SESSION_TOKEN__);
-    assert.equal(token, hermes.token);
-
-    // REST: a public call and one that needs the token.
-    const status = await fetchFromPage(page, '/api/status');
-    assert.equal(status.status, 200, status.body);
-    assert.match(status.type, /json/);
-    assert.equal((await fetchFromPage(page, '/api/sessions')).status, 401);
-    const sessions = await fetchFromPage(page, '/api/sessions', { 'X-Hermes-Session-Token': token });
-    assert.equal(sessions.status, 200, sessions.body);
+    const token = await pageAndRestWork(page, origin, hermes.token);
 
     // The page's own sockets: each tried, each refused with 403, none opened.
     await until(() => SOCKETS.every((p) => page.statuses(p).length > 0), 'a handshake on each of /api/ws, /api/events, /api/pty', 30_000);

@@ -29,7 +29,7 @@ import {
   CHROMIUM, ROOT, policyFile, rand, screenshot, startBrowser, startServer, until,
 } from './harness.mjs';
 import { rawUpgrade, startHermes } from './peers.mjs';
-import { fetchFromPage, openFromPage, query, recordingPage } from './hermes-page.mjs';
+import { openFromPage, pageAndRestWork, query, recordingPage } from './hermes-page.mjs';
 
 const NAME = 'hermes.test';
 const SOCKETS = ['/api/ws', '/api/events', '/api/pty'];
@@ -130,20 +130,7 @@ after(async () => {
  */
 async function hermesWorks(origin, shot, context = ctx) {
   const page = await recordingPage(context);
-  const res = await page.goto(`${origin}/chat`, { timeout: 30_000 });
-  assert.equal(res.status(), 200);
-  assert.match(await res.text(), /window\.__HERMES_SESSION_TOKEN__="/);
-  await until(async () => /Sessions/i.test(await page.text()) && /Chat/i.test(await page.text()), 'the hermes UI', 30_000);
-  const token = await page.evaluate(() => window.__HERMES_SESSION_TOKEN__);
-  assert.equal(token, hermes.token);
-
-  // REST: a public call and one that needs hermes's token.
-  const status = await fetchFromPage(page, '/api/status');
-  assert.equal(status.status, 200, status.body);
-  assert.match(status.type, /json/);
-  assert.equal((await fetchFromPage(page, '/api/sessions')).status, 401);
-  const sessions = await fetchFromPage(page, '/api/sessions', { 'X-Hermes-Session-Token': token });
-  assert.equal(sessions.status, 200, sessions.body);
+  const token = await pageAndRestWork(page, origin, hermes.token);
 
   // The page's own sockets: each answered 101, none refused.
   await until(() => SOCKETS.every((p) => page.statuses(p).includes(101)), 'a 101 on each of /api/ws, /api/events, /api/pty', 30_000);
