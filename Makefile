@@ -10,7 +10,7 @@ CHROMIUM ?= /usr/bin/chromium
 NGINX ?= /usr/sbin/nginx
 SHELL := /bin/bash
 
-.PHONY: all build run test lint unit browser bench bench-hermes bench-llng fuzz deps-web deps-browser deps-hermes deps-nginx clean
+.PHONY: all build run test lint unit browser bench bench-hermes bench-llng bench-floor fuzz deps-web deps-browser deps-hermes deps-nginx clean
 
 all: build
 
@@ -54,7 +54,7 @@ browser: deps-web deps-browser deps-hermes deps-nginx
 ## pass/fail) and writes it to target/bench/results.json. About 11 minutes.
 ## A chat bench that fails leaves its rows "not measured" rather than
 ## stopping the rest.
-bench: bench-hermes bench-llng
+bench: bench-hermes bench-llng bench-floor
 	$(CARGO) bench --bench decide -- --warm-up-time 1 --measurement-time 3
 	@rm -f "$${CARGO_TARGET_DIR:-target}/bench/chat.json"
 	-$(CARGO) bench --bench chat
@@ -90,6 +90,11 @@ bench-hermes:
 ## auth_request that the upstream rows compare with (best effort, as above).
 bench-llng:
 	@bash benches/scripts/llng.sh --install
+
+## benches/scripts/hyper-floor (its own crate and lockfile): a proxy of hyper
+## and tokio alone, an info front of the upstream rows (best effort).
+bench-floor:
+	-cd benches/scripts/hyper-floor && CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/hyper-floor $(CARGO) build --release -q
 
 ## The same install for the tests, which need it: a failed install stops here
 ## with the end of its log (target/bench/hermes-install.log), and a test that

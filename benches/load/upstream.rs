@@ -229,6 +229,38 @@ fn start_upstream() -> Upstream {
 }
 
 // ---------------------------------------------------------------------------
+// The hyper floor.
+
+/// `benches/scripts/hyper-floor`, built by `make bench-floor`: a proxy of
+/// hyper and tokio alone on one single-threaded runtime (`CT=1`), no gate,
+/// no routing, no header rewriting, no timers. An info front: what a proxy
+/// on the libraries dashgate is built on costs without dashgate.
+fn start_floor(up: &Upstream) -> Result<(Proc, SocketAddr), String> {
+    let target = super::bench_dir()
+        .parent()
+        .map(|t| t.join("hyper-floor/release/hyper-floor"))
+        .ok_or("no target dir")?;
+    if !target.exists() {
+        return Err(format!("{} not built (make bench-floor)", target.display()));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(&target);
+    cmd.env("CT", "1")
+        .arg(port.to_string())
+        .arg(up.app.to_string());
+    let proc = Proc::spawn(cmd).map_err(|e| format!("hyper-floor: {e}"))?;
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > end {
+            return Err("hyper-floor did not listen".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((proc, addr))
+}
+
+// ---------------------------------------------------------------------------
 // nginx.
 
 /// A front's processes, its address and one more thing the bench needs of
@@ -411,6 +443,8 @@ struct Front {
     /// second cannot carry the open loop's rate, and its WebSocket relay is
     /// nginx's own, measured already.
     closed_only: bool,
+    /// A front with no WebSocket relay (the hyper floor): HTTP rounds only.
+    no_ws: bool,
     http: Vec<Round>,
     /// Open-loop rounds at one rate for every front.
     paced: Vec<Round>,
@@ -436,6 +470,7 @@ impl Front {
                 host: None,
             },
             closed_only: false,
+            no_ws: false,
             http: vec![],
             paced: vec![],
             mb_s: vec![],
@@ -451,6 +486,10 @@ impl Front {
         self.target.headers = headers;
         self.target.host = Some(host.to_string());
         self.closed_only = true;
+        self
+    }
+    fn without_ws(mut self) -> Self {
+        self.no_ws = true;
         self
     }
     /// Requests in one closed-loop round of `n`.
@@ -533,6 +572,14 @@ pub async fn run(t: &mut Table, plan: Plan) {
         fronts.push(Front::new("nginx", *plain).with_pids(ng.workers()));
         fronts.push(Front::new("nginx-auth", *gated).with_pids(ng.workers()));
     }
+    let floor = start_floor(&up);
+    if let Ok((p, addr)) = &floor {
+        fronts.push(
+            Front::new("hyper-floor", *addr)
+                .with_pids(vec![p.pid()])
+                .without_ws(),
+        );
+    }
     let llng = start_llng(&up);
     if let Ok((_, addr, cookie)) = &llng {
         let cookie = vec![("cookie".to_string(), cookie.clone())];
@@ -602,7 +649,7 @@ pub async fn run(t: &mut Table, plan: Plan) {
         shuffle(&mut order, 1000 + i as u64);
         for &j in &order {
             let f = &mut fronts[j];
-            if f.closed_only {
+            if f.closed_only || f.no_ws {
                 continue;
             }
             match ws_throughput(f.addr, BIG, big_count).await {
@@ -630,6 +677,7 @@ pub async fn run(t: &mut Table, plan: Plan) {
         plan,
     );
     drop(llng);
+    drop(floor);
     drop(nginx);
     drop(dash);
     drop(dash_lan);
@@ -720,12 +768,16 @@ fn rows(
                 dp,
                 "ms",
                 format!(
-                    "{dp:.2} ms vs {np:.2} ms at {} (p50 {:.2} vs {:.2} ms; nginx auth_request p99 {:.2} ms; dashgate-lan {:.2} ms)",
+                    "{dp:.2} ms vs {np:.2} ms at {} (p50 {:.2} vs {:.2} ms; nginx auth_request p99 {:.2} ms; dashgate-lan {:.2} ms; {})",
                     fmt_rps(rate),
                     q(&fronts[d], 0.5),
                     q(&fronts[n], 0.5),
                     q(&fronts[na], 0.99),
                     q(&fronts[dl], 0.99),
+                    by(fronts, "hyper-floor").map_or("no hyper floor".to_string(), |f| format!(
+                        "hyper floor p99 {:.2} ms",
+                        q(&fronts[f], 0.99)
+                    )),
                 ),
             )
             .bar("≤ nginx's", ok && dp <= np)
@@ -759,6 +811,24 @@ fn rows(
             ),
         ));
     }
+    if let (Some(f), Some(n)) = (by(fronts, "hyper-floor"), by(fronts, "nginx")) {
+        let r = ratio(&fronts[f].rps(), &fronts[n].rps());
+        t.push(
+            Row::new(
+                "upstream GET: hyper floor (no gate, one thread) ÷ nginx plain proxy",
+                r,
+                "x",
+                format!(
+                    "{r:.2}× ({} vs {}; p99 at one offered rate {:.2} vs {:.2} ms)",
+                    fmt_rps(median(&fronts[f].rps())),
+                    fmt_rps(median(&fronts[n].rps())),
+                    latency_ms(&fronts[f].paced, 0.99),
+                    latency_ms(&fronts[n].paced, 0.99)
+                ),
+            )
+            .note("benches/scripts/hyper-floor (make bench-floor) with CT=1: a proxy of hyper and tokio alone, no gate, no routing, no header rewriting, no timers; what a proxy on the libraries dashgate is built on does without dashgate"),
+        );
+    }
     llng_row(t, fronts, llng, d, &complete);
     let cpu: Vec<String> = fronts
         .iter()
@@ -790,7 +860,7 @@ fn rows(
         BIG >> 10,
         fronts
             .iter()
-            .filter(|f| !f.closed_only)
+            .filter(|f| !f.closed_only && !f.no_ws)
             .map(|f| format!("{} {}", f.name, f.ws_failed))
             .collect::<Vec<_>>()
             .join(", ")
@@ -816,7 +886,7 @@ fn rows(
         );
     }
     let mut shown = Vec::new();
-    for f in fronts.iter_mut().filter(|f| !f.closed_only) {
+    for f in fronts.iter_mut().filter(|f| !f.closed_only && !f.no_ws) {
         let p50 = quantile(&mut f.echo_us, 0.5) / 1000.0;
         let p99 = quantile(&mut f.echo_us, 0.99) / 1000.0;
         shown.push(format!("{} {p50:.3} / {p99:.3}", f.name));
