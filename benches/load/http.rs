@@ -112,6 +112,34 @@ impl Round {
     }
 }
 
+/// One connection of a round: opened, then held until every connection of
+/// the round is (`ready`), then handed to `drive` with an empty [`Round`]
+/// for `capacity` latencies; a connection that did not open is one error.
+async fn on_connection<F, Fut>(
+    addr: SocketAddr,
+    ready: &Barrier,
+    capacity: usize,
+    drive: F,
+) -> Round
+where
+    F: FnOnce(Round, Sender) -> Fut,
+    Fut: std::future::Future<Output = Round>,
+{
+    let mut r = Round {
+        lat_us: Vec::with_capacity(capacity),
+        ..Round::default()
+    };
+    let conn = open(addr).await;
+    ready.wait().await;
+    let Some((send, driver)) = conn else {
+        r.errors += 1;
+        return r;
+    };
+    let r = drive(r, send).await;
+    driver.abort();
+    r
+}
+
 /// Sum the connections' rounds into one.
 async fn gather(tasks: Vec<tokio::task::JoinHandle<Round>>, start: Instant) -> Round {
     let mut out = Round::default();
@@ -135,29 +163,26 @@ pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> R
     for _ in 0..conns {
         let (t, next, ready) = (t.clone(), next.clone(), ready.clone());
         tasks.push(tokio::spawn(async move {
-            let mut r = Round {
-                lat_us: Vec::with_capacity(total / conns + 1),
-                ..Round::default()
-            };
-            let conn = open(t.addr).await;
-            ready.wait().await;
-            let Some((mut send, driver)) = conn else {
-                r.errors += 1;
-                return r;
-            };
-            let host = t.host();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total || Instant::now() >= deadline {
-                    break;
-                }
-                let req = request(&t, &host, n);
-                if !r.count(&mut send, req, Instant::now(), deadline).await {
-                    break;
-                }
-            }
-            driver.abort();
-            r
+            let (addr, host) = (t.addr, t.host());
+            on_connection(
+                addr,
+                &ready,
+                total / conns + 1,
+                |mut r, mut send| async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= total || Instant::now() >= deadline {
+                            break;
+                        }
+                        let req = request(&t, &host, n);
+                        if !r.count(&mut send, req, Instant::now(), deadline).await {
+                            break;
+                        }
+                    }
+                    r
+                },
+            )
+            .await
         }));
     }
     ready.wait().await;
@@ -191,34 +216,26 @@ pub async fn paced(t: &Target, conns: usize, rate: f64, secs: f64, limit: Durati
     for k in 0..conns {
         let (t, ready) = (t.clone(), ready.clone());
         tasks.push(tokio::spawn(async move {
-            let mut r = Round {
-                lat_us: Vec::with_capacity(count),
-                ..Round::default()
-            };
-            let conn = open(t.addr).await;
-            ready.wait().await;
-            let Some((mut send, driver)) = conn else {
-                r.errors += 1;
-                return r;
-            };
-            let host = t.host();
+            let (addr, host) = (t.addr, t.host());
             let offset = every.mul_f64(k as f64 / conns as f64);
-            for i in 0..count {
-                let due = start + offset + every * i as u32;
-                if Instant::now() < due {
-                    tokio::time::sleep_until(due.into()).await;
+            on_connection(addr, &ready, count, |mut r, mut send| async move {
+                for i in 0..count {
+                    let due = start + offset + every * i as u32;
+                    if Instant::now() < due {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let sent = Instant::now();
+                    if sent >= deadline {
+                        break;
+                    }
+                    let req = request(&t, &host, k * count + i);
+                    if !r.count(&mut send, req, sent, deadline).await {
+                        break;
+                    }
                 }
-                let sent = Instant::now();
-                if sent >= deadline {
-                    break;
-                }
-                let req = request(&t, &host, k * count + i);
-                if !r.count(&mut send, req, sent, deadline).await {
-                    break;
-                }
-            }
-            driver.abort();
-            r
+                r
+            })
+            .await
         }));
     }
     ready.wait().await;

@@ -443,7 +443,8 @@ struct Front {
     /// second cannot carry the open loop's rate, and its WebSocket relay is
     /// nginx's own, measured already.
     closed_only: bool,
-    /// A front with no WebSocket relay (the hyper floor): HTTP rounds only.
+    /// A front left out of the WebSocket rounds: one with no relay (the
+    /// hyper floor), or a closed-loop-only one.
     no_ws: bool,
     http: Vec<Round>,
     /// Open-loop rounds at one rate for every front.
@@ -486,6 +487,7 @@ impl Front {
         self.target.headers = headers;
         self.target.host = Some(host.to_string());
         self.closed_only = true;
+        self.no_ws = true;
         self
     }
     fn without_ws(mut self) -> Self {
@@ -649,7 +651,7 @@ pub async fn run(t: &mut Table, plan: Plan) {
         shuffle(&mut order, 1000 + i as u64);
         for &j in &order {
             let f = &mut fronts[j];
-            if f.closed_only || f.no_ws {
+            if f.no_ws {
                 continue;
             }
             match ws_throughput(f.addr, BIG, big_count).await {
@@ -860,7 +862,7 @@ fn rows(
         BIG >> 10,
         fronts
             .iter()
-            .filter(|f| !f.closed_only && !f.no_ws)
+            .filter(|f| !f.no_ws)
             .map(|f| format!("{} {}", f.name, f.ws_failed))
             .collect::<Vec<_>>()
             .join(", ")
@@ -886,7 +888,7 @@ fn rows(
         );
     }
     let mut shown = Vec::new();
-    for f in fronts.iter_mut().filter(|f| !f.closed_only && !f.no_ws) {
+    for f in fronts.iter_mut().filter(|f| !f.no_ws) {
         let p50 = quantile(&mut f.echo_us, 0.5) / 1000.0;
         let p99 = quantile(&mut f.echo_us, 0.99) / 1000.0;
         shown.push(format!("{} {p50:.3} / {p99:.3}", f.name));

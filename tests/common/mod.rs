@@ -284,29 +284,43 @@ pub async fn ws_status(local: &str, url: &str, headers: &[(&str, &str)]) -> u16 
     }
 }
 
-/// Next text frame (skipping pings), bounded.
-pub async fn next_text(ws: &mut Ws, timeout: Duration) -> Option<String> {
+/// The first frame `pick` takes, skipping the others (pings among them);
+/// `None` on close, error or timeout.
+async fn next_picked<T>(
+    ws: &mut Ws,
+    timeout: Duration,
+    pick: impl Fn(Message) -> Option<T>,
+) -> Option<T> {
     let end = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(end, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
             Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
-            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Ok(m))) => {
+                if let Some(v) = pick(m) {
+                    return Some(v);
+                }
+            }
         }
     }
+}
+
+/// Next text frame (skipping pings), bounded.
+pub async fn next_text(ws: &mut Ws, timeout: Duration) -> Option<String> {
+    next_picked(ws, timeout, |m| match m {
+        Message::Text(t) => Some(t.to_string()),
+        _ => None,
+    })
+    .await
 }
 
 /// The next binary frame's payload, skipping others; `None` on close, error
 /// or timeout (like [`next_text`]).
 pub async fn next_binary(ws: &mut Ws, timeout: Duration) -> Option<Vec<u8>> {
-    let end = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(end, ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => return Some(b.to_vec()),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
-            Ok(Some(Ok(_))) => continue,
-        }
-    }
+    next_picked(ws, timeout, |m| match m {
+        Message::Binary(b) => Some(b.to_vec()),
+        _ => None,
+    })
+    .await
 }
 
 /// Wait for a text frame containing `needle`, bounded.
