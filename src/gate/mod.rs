@@ -134,6 +134,12 @@ impl Admission {
         &self.read.presented
     }
 
+    /// Whether the credential presented is a bearer token in the request's
+    /// first `Authorization` line (not `?token=`, not a cookie).
+    pub fn bearer_header(&self) -> bool {
+        self.read.bearer_header
+    }
+
     /// The raw query string (may carry a token: never log it).
     pub fn query(&self) -> &str {
         &self.read.query

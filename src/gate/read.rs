@@ -59,6 +59,10 @@ impl<'a> Head<'a> {
 pub struct Read {
     pub(super) facts: Facts,
     pub(super) presented: Presented,
+    /// The token presented is the request's first `Authorization` line
+    /// (the one [`Seen::scan`] read): the proxy strips that line as
+    /// dashgate's without hashing it again.
+    pub(super) bearer_header: bool,
     pub(super) query: String,
     /// A browser navigation: answered with a redirect to the login page
     /// instead of a bare 401, and the place a `?token=` visit happens.
@@ -125,7 +129,8 @@ pub(super) fn read(
     let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
         return Err(deny(client, Reason::BadForwardingHeader));
     };
-    let mut presented = presented(&seen, headers, query, forwarded.clone(), true);
+    let mut tokens = true;
+    let mut presented = presented(&seen, headers, query, forwarded.clone(), tokens);
     let ws = transport == Transport::Ws;
     let pub_path = super::pub_path(state);
     let internal = internal_allowed(peer_ip, client, path, pub_path, ws, Some(headers));
@@ -135,9 +140,18 @@ pub(super) fn read(
         // upstream's own (hermes sends `?token=` on its WebSockets): no
         // bad credential, not counted, passed on untouched (SPEC §6). The
         // request is decided on dashgate's other credentials, if any.
-        presented = self::presented(&seen, headers, query, forwarded, false);
+        tokens = false;
+        presented = self::presented(&seen, headers, query, forwarded, tokens);
         credential = resolve_request(state, policy, &presented, internal);
     }
+    // `presented` takes the header first: a token with a bearer header
+    // there is that header's.
+    let bearer_header = tokens
+        && matches!(presented, Presented::Token(_))
+        && seen
+            .authorization
+            .and_then(|v| bearer(v.as_bytes()))
+            .is_some();
     let html = transport == Transport::Http
         && method == "GET"
         && seen
@@ -159,6 +173,7 @@ pub(super) fn read(
     f.transport = transport;
     f.credential = credential;
     out.presented = presented;
+    out.bearer_header = bearer_header;
     out.query.push_str(query);
     out.html = html;
     Ok(())
@@ -182,6 +197,7 @@ impl Read {
                 credential: Credential::None,
             },
             presented: Presented::None,
+            bearer_header: false,
             query: String::new(),
             html: false,
         }

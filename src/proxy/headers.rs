@@ -105,12 +105,46 @@ pub fn principal_name(p: &Principal) -> Option<&str> {
 
 /// Whether an `Authorization` value is the dashgate credential the gate
 /// admitted this request with (then it is dashgate's, and stripped); any
-/// other is the upstream's own and passes untouched.
-fn is_dashgate_bearer(value: &HeaderValue, access: &Access) -> bool {
+/// other is the upstream's own and passes untouched. `first`: the
+/// request's first `Authorization` line, the one the gate read: when the
+/// gate's token came from it, it is dashgate's without hashing it again
+/// (any other line is hashed and compared).
+fn is_dashgate_bearer(value: &HeaderValue, access: &Access, first: bool) -> bool {
     let Presented::Token(admitted) = access.presented() else {
         return false;
     };
+    if first && access.bearer_header() {
+        return true;
+    }
     crate::gate::bearer(value.as_bytes()).is_some_and(|t| TokenDigest::of_bytes(t) == *admitted)
+}
+
+/// The inbound headers the outbound ones are made from, found in one pass
+/// over the map rather than one hashed lookup each (most are absent).
+#[derive(Default)]
+struct Inbound<'h> {
+    connection: bool,
+    cookie: bool,
+    origin: Option<&'h HeaderValue>,
+    host: Option<&'h HeaderValue>,
+}
+
+impl<'h> Inbound<'h> {
+    fn scan(h: &'h HeaderMap) -> Self {
+        let mut s = Self::default();
+        for (name, value) in h {
+            if name == CONNECTION {
+                s.connection = true;
+            } else if name == COOKIE {
+                s.cookie = true;
+            } else if name == ORIGIN {
+                s.origin.get_or_insert(value);
+            } else if name == HOST {
+                s.host.get_or_insert(value);
+            }
+        }
+        s
+    }
 }
 
 /// The `Cookie` lines without dashgate's own session cookie, joined into
@@ -146,7 +180,12 @@ pub fn outbound(
     ws: bool,
     forward_auth: Option<&ForwardAuth>,
 ) -> HeaderMap {
-    let named = connection_named(inbound);
+    let seen = Inbound::scan(inbound);
+    let named = if seen.connection {
+        connection_named(inbound)
+    } else {
+        Vec::new()
+    };
     let forward_auth: Vec<HeaderName> = forward_auth
         .into_iter()
         .flat_map(|fa| {
@@ -160,23 +199,29 @@ pub fn outbound(
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
     let mut out = HeaderMap::with_capacity(inbound.len() + 6);
+    let mut first_authorization = true;
     for (name, value) in inbound {
+        if *name == AUTHORIZATION {
+            let first = std::mem::replace(&mut first_authorization, false);
+            if is_dashgate_bearer(value, access, first) {
+                continue;
+            }
+        }
         if is_hop(name, &named)
             || is_ours(name)
             || *name == COOKIE
             || *name == ORIGIN
             || forward_auth.contains(name)
-            || (*name == AUTHORIZATION && is_dashgate_bearer(value, access))
         {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
     out.insert(HOST, up.host_header.clone());
-    if let Some(c) = cookies_without_ours(inbound) {
+    if let Some(c) = seen.cookie.then(|| cookies_without_ours(inbound)).flatten() {
         out.insert(COOKIE, c);
     }
-    if let Some(o) = inbound.get(ORIGIN) {
+    if let Some(o) = seen.origin {
         // Rewritten only where the gate checked it (SPEC §2.3): an unchecked
         // Origin is passed as the browser sent it.
         let o = if crate::policy::origin_checked(ws, method.as_str()) {
@@ -199,7 +244,7 @@ pub fn outbound(
     if let Some(h) = facts.host.as_deref() {
         // The client's own Host value when the gate's host is it (shared,
         // not copied); otherwise (HTTP/2's authority) made from the host.
-        let v = match inbound.get(HOST) {
+        let v = match seen.host {
             Some(v) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
             _ => HeaderValue::from_str(h).ok(),
         };
