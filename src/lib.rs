@@ -20,6 +20,7 @@
 //! channel hub), [`metrics`], [`reject`] (the one rejection type and its
 //! JSON replies), [`state`] (what the routes share) and [`util`].
 
+pub mod alloc;
 pub mod auth;
 pub mod chat;
 pub mod cli;

@@ -178,4 +178,4 @@ fn main() {
 /// The allocator of the `dashgate` binary (src/main.rs), so the gate
 /// bench's in-process servers allocate as the real one does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: dashgate::alloc::Allocator = dashgate::alloc::Allocator;
