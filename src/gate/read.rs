@@ -129,8 +129,8 @@ pub(super) fn read(
     let Ok(forwarded) = forwarded_user(headers, policy, view.peer_trusted) else {
         return Err(deny(client, Reason::BadForwardingHeader));
     };
-    let mut tokens = true;
-    let mut presented = presented(&seen, headers, query, forwarded.clone(), tokens);
+    let (mut presented, mut bearer_header) =
+        presented(&seen, headers, query, forwarded.clone(), true);
     let ws = transport == Transport::Ws;
     let pub_path = super::pub_path(state);
     let internal = internal_allowed(peer_ip, client, path, pub_path, ws, Some(headers));
@@ -140,18 +140,9 @@ pub(super) fn read(
         // upstream's own (hermes sends `?token=` on its WebSockets): no
         // bad credential, not counted, passed on untouched (SPEC §6). The
         // request is decided on dashgate's other credentials, if any.
-        tokens = false;
-        presented = self::presented(&seen, headers, query, forwarded, tokens);
+        (presented, bearer_header) = self::presented(&seen, headers, query, forwarded, false);
         credential = resolve_request(state, policy, &presented, internal);
     }
-    // `presented` takes the header first: a token with a bearer header
-    // there is that header's.
-    let bearer_header = tokens
-        && matches!(presented, Presented::Token(_))
-        && seen
-            .authorization
-            .and_then(|v| bearer(v.as_bytes()))
-            .is_some();
     let html = transport == Transport::Http
         && method == "GET"
         && seen
@@ -338,21 +329,37 @@ pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
 /// The credential a request presents, strongest first: a bearer header,
 /// then `?token=` (both only when `tokens`), then the session cookie, then
 /// a trusted proxy's forward-auth user. A token is hashed here, once per
-/// request.
+/// request. With it, whether it is the token of the first `Authorization`
+/// line (see [`Read::bearer_header`]).
 fn presented(
     seen: &Seen<'_>,
     headers: &HeaderMap,
     query: &str,
     forwarded: Option<(&str, Vec<String>)>,
     tokens: bool,
-) -> Presented {
+) -> (Presented, bool) {
     if let Some(token) = seen
         .authorization
         .filter(|_| tokens)
         .and_then(|v| bearer(v.as_bytes()))
     {
-        return Presented::Token(TokenDigest::of_bytes(token));
+        return (Presented::Token(TokenDigest::of_bytes(token)), true);
     }
+    (
+        presented_otherwise(seen, headers, query, forwarded, tokens),
+        false,
+    )
+}
+
+/// [`presented`] after the `Authorization` line: `?token=`, the session
+/// cookie, a trusted proxy's forward-auth user.
+fn presented_otherwise(
+    seen: &Seen<'_>,
+    headers: &HeaderMap,
+    query: &str,
+    forwarded: Option<(&str, Vec<String>)>,
+    tokens: bool,
+) -> Presented {
     // A cross-site `?token=` is no credential (SPEC §8): any page could
     // sign the browser in as someone else, or lock its address out with
     // guesses. A typed or pasted link is `none`; a script sends no header.
