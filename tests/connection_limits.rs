@@ -159,6 +159,63 @@ fn a_slow_body_that_keeps_moving_is_read() {
     assert!(!text.contains("request_timeout"), "{text:?}");
 }
 
+/// A request head must be all there within the idle time, however it
+/// trickles in: a byte every quarter of the idle time, as a first head and
+/// as the next head on a kept-alive connection. Each connection is closed
+/// without an answer, no sooner than the idle time after it last finished
+/// something, and the slots they held serve again.
+#[test]
+fn request_heads_that_trickle_in_are_cut_off() {
+    let s = launch()
+        .arg("--insecure")
+        .args(["--max-connections", "2"])
+        .env("DASHGATE_REQUEST_TIMEOUT", &IDLE.to_string())
+        .start();
+    let a = s.addr;
+    let mut first = TcpStream::connect(a).unwrap();
+    let mut kept = TcpStream::connect(a).unwrap();
+    assert_eq!(kept_get(&mut kept, a), 200);
+    let t0 = Instant::now();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {a}\r\nX-Slow: {}",
+        "z".repeat(64)
+    );
+    let writers: Vec<_> = [&first, &kept]
+        .into_iter()
+        .map(|c| {
+            let (mut c, head) = (c.try_clone().unwrap(), head.clone());
+            std::thread::spawn(move || {
+                for b in head.bytes() {
+                    if c.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(IDLE * 1000 / 4));
+                }
+            })
+        })
+        .collect();
+    for (name, c) in [("first head", &mut first), ("next head", &mut kept)] {
+        let (reply, closed) = read_until_closed(c, t0 + bound());
+        assert!(closed, "{name}: still open after {:?}", t0.elapsed());
+        assert!(
+            reply.is_empty(),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_secs(IDLE) - Duration::from_millis(200),
+        "closed before the idle time: {:?}",
+        t0.elapsed()
+    );
+    drop((first, kept));
+    for w in writers {
+        w.join().unwrap();
+    }
+    let (st, body) = raw_get(a, "/api/status");
+    assert_eq!(st, 200, "{body}");
+}
+
 /// The prior-knowledge HTTP/2 preface, an empty SETTINGS frame and one
 /// `GET path` on stream 1 (HPACK literals, as in tests/gate.rs).
 fn h2c_hello(addr: SocketAddr, path: &str) -> Vec<u8> {

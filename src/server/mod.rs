@@ -159,10 +159,17 @@ pub async fn serve<H, F, B>(
 {
     let idle = limits.request_timeout;
     let mut builder = Builder::new(TokioExecutor::new());
+    // No `header_read_timeout`: hyper's arms a new boxed timer, with two
+    // clock reads, for every request head of every connection, and drops
+    // it when the head is in. The connection loop below bounds a head as
+    // tightly: a head is not an open request until hyper has all of it, so
+    // a head that does not arrive in the idle time (a first one, or the
+    // next one on a kept-alive connection) closes the connection
+    // (`tests/connection_limits.rs`).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(idle);
+        .header_read_timeout(None);
     // TLS connections speak HTTP/1.1 only, as their ALPN says (see `tls`).
     let tls = state.tls.get().cloned();
     let builder = Arc::new(if tls.is_some() {
