@@ -7,17 +7,18 @@
 //! hyper's pooled client, its bodies streamed both ways; a WebSocket
 //! upgrade is relayed frame by frame by [`ws`], so a reload can close it.
 //!
-//! warp's reply type cannot carry a streamed body it did not make, so the
-//! upstream's body travels beside the reply, in its extensions
-//! ([`Streamed`]), and the accept loop puts it in place on the way out
-//! ([`with_streamed_body`]): the route still answers, behind the gate, and
-//! nothing is buffered.
+//! The request and the reply cross warp's route tree beside it, in the
+//! hand-over of [`handover`]: the inbound headers are moved to the route
+//! rather than cloned, and the upstream's body, which warp's reply type
+//! cannot carry, is put in place of warp's empty one on the way out. The
+//! route still answers, behind the gate, and nothing is buffered.
 //!
 //! An `https://` upstream is reached through hyper-rustls (ring, HTTP/1.1
 //! only), its certificate checked against the system's roots or against
 //! `--upstream-ca FILE` alone ([`UpstreamTls`]); one that does not verify
 //! is a 502 with the TLS error in the log, never a connection made anyway.
 
+pub mod handover;
 pub mod headers;
 pub mod ops;
 pub mod pool;
@@ -33,10 +34,9 @@ use futures_util::{Stream, TryStreamExt};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Either, Empty, StreamBody};
+use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::connect::HttpConnector;
-use parking_lot::Mutex;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -170,7 +170,17 @@ impl Upstream {
     /// The outbound request target for `path` and `query` as the client
     /// sent them, in origin form (`/path?query`): the connection already
     /// goes to the upstream, and `Host` names it.
-    fn uri(&self, path: &str, query: &str) -> Result<http::Uri, http::Error> {
+    /// The client's own target where the accept loop handed it over (no
+    /// copy: it shares the request's bytes).
+    fn uri(
+        &self,
+        inbound: &handover::Inbound,
+        path: &str,
+        query: &str,
+    ) -> Result<http::Uri, http::Error> {
+        if let Some(pq) = &inbound.target {
+            return Ok(http::Uri::from(pq.clone()));
+        }
         let pq = if query.is_empty() {
             http::uri::PathAndQuery::try_from(path)?
         } else {
@@ -253,49 +263,29 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// The upstream's response body, carried beside warp's reply (see the
-/// module docs). Taken once by [`with_streamed_body`].
-#[derive(Clone)]
-pub struct Streamed(Arc<Mutex<Option<pool::UpBody>>>);
-
-/// Put a proxied reply's streamed body in place of warp's empty one. Every
-/// other reply passes through as it is.
-pub fn with_streamed_body<B>(
-    mut res: http::Response<B>,
-) -> http::Response<Either<B, pool::UpBody>> {
-    let streamed = res
-        .extensions_mut()
-        .remove::<Streamed>()
-        .and_then(|s| s.0.lock().take());
-    match streamed {
-        Some(body) => res.map(|_| Either::Right(body)),
-        None => res.map(Either::Left),
-    }
-}
-
 /// `* /**` (every path not under [`OWN_PREFIX`], in upstream mode): the
 /// request proxied to the upstream, a WebSocket upgrade relayed.
 pub fn route(state: AppState) -> impl Filter<Extract = (Endpoint,), Error = Rejection> + Clone {
     warp::method()
-        .and(warp::header::headers_cloned())
+        .and(handover::inbound())
         .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
         .and(warp::body::stream())
         .and(with_state(state))
         .map(
             |method: Method,
-             headers: HeaderMap,
+             inbound: handover::Inbound,
              on_upgrade: Option<hyper::upgrade::OnUpgrade>,
              body,
              state: AppState| {
-                let body = out_body(&headers, body);
+                let body = out_body(&inbound.headers, body);
                 Endpoint::new(move |access: Access| async move {
                     let Some(up) = state.config.upstream.clone() else {
                         return not_upstream();
                     };
-                    if ws::is_upgrade(&method, &headers) {
-                        return ws::relay(state, up, access, headers, on_upgrade).await;
+                    if ws::is_upgrade(&method, &inbound.headers) {
+                        return ws::relay(state, up, access, inbound, on_upgrade).await;
                     }
-                    forward(state, &up, &access, method, &headers, body).await
+                    forward(state, &up, &access, method, &inbound, body).await
                 })
             },
         )
@@ -357,15 +347,16 @@ async fn forward(
     up: &Upstream,
     access: &Access,
     method: Method,
-    inbound: &HeaderMap,
+    inbound: &handover::Inbound,
     body: OutBody,
 ) -> Response {
-    let uri = match up.uri(&access.facts().path, access.query()) {
+    let uri = match up.uri(inbound, &access.facts().path, access.query()) {
         Ok(u) => u,
         Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
     };
     let live = state.policy();
     let fa = live.compiled.forward_auth();
+    let inbound = &inbound.headers;
     let headers = headers::outbound(inbound, &method, access, up, false, fa);
     drop(live);
     let mut req = http::Request::new(body);
@@ -392,8 +383,7 @@ pub(crate) fn relay_response(res: http::Response<pool::UpBody>) -> Response {
     let mut out = Response::default();
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
-    out.extensions_mut()
-        .insert(Streamed(Arc::new(Mutex::new(Some(body)))));
+    handover::carry(body);
     out
 }
 

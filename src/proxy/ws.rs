@@ -85,9 +85,10 @@ pub async fn relay(
     state: AppState,
     up: std::sync::Arc<Upstream>,
     access: Access,
-    inbound: HeaderMap,
+    handed: super::handover::Inbound,
     on_upgrade: Option<OnUpgrade>,
 ) -> Response {
+    let inbound = &handed.headers;
     let Some(client_key) = inbound.get(SEC_WEBSOCKET_KEY).cloned() else {
         return error_reply(
             StatusCode::BAD_REQUEST,
@@ -102,19 +103,19 @@ pub async fn relay(
             "this connection cannot be upgraded",
         );
     };
-    let uri = match up.uri(&access.facts().path, access.query()) {
+    let uri = match up.uri(&handed, &access.facts().path, access.query()) {
         Ok(u) => u,
         Err(_) => return error_reply(StatusCode::BAD_REQUEST, "bad_request", "bad request target"),
     };
     let live = state.policy();
     let fa = live.compiled.forward_auth();
-    let out = headers::outbound(&inbound, &Method::GET, &access, &up, true, fa);
+    let out = headers::outbound(inbound, &Method::GET, &access, &up, true, fa);
     drop(live);
     let body: OutBody = Empty::new().map_err(|e| match e {}).boxed_unsync();
     let mut req = http::Request::new(body);
     *req.uri_mut() = uri;
     *req.headers_mut() = out;
-    let html = super::wants_html(&inbound);
+    let html = super::wants_html(inbound);
     let sent = std::time::Instant::now();
     let outcome = send(&up, req).await;
     if let Some(ops) = &state.upstream_ops {

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::gate::{Head, Intake, OverTls};
 use crate::metrics::route_index;
+use crate::proxy::handover::{streamed, Inbound};
 use crate::routes::routes;
 use crate::server::conns::Close;
 use crate::server::limits::{Activity, Body, Limits, PerClient, Reply};
@@ -78,7 +79,7 @@ where
     fn call(
         &self,
         peer: SocketAddr,
-        req: Request,
+        mut req: Request,
     ) -> impl Future<Output = Result<ProxiedResponse<B>, Infallible>> {
         let intake = Intake::check(&self.state, Head::of(peer, &req));
         let route = route_index(req.uri().path());
@@ -89,10 +90,8 @@ where
         // Not boxed: the tree boxes its less used routes (`routes::tree`),
         // so its future is small enough to move.
         // Upstream mode: a proxied reply's streamed body put in place.
-        let answer = self
-            .svc
-            .call(req)
-            .map(|r| r.map(crate::proxy::with_streamed_body));
+        let inbound = Inbound::take(&self.state, &intake, &mut req);
+        let answer = streamed(inbound, self.svc.call(req));
         intake.serve(answer, move |answer| {
             if let Ok(res) = answer {
                 let status = match stalled {
