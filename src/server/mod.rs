@@ -11,7 +11,6 @@ pub mod limits;
 pub mod reload;
 pub(crate) mod signals;
 pub mod tls;
-mod watchdog;
 pub mod workers;
 pub mod ws;
 
@@ -29,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 
 use crate::gate::{Head, Intake, OverTls};
 use crate::metrics::route_index;
@@ -250,7 +250,49 @@ pub async fn serve<H, F, B>(
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
-            watchdog::serve(conn, |c| c.graceful_shutdown(), activity, idle, stopped).await;
+            tokio::pin!(conn);
+            let mut stopping = false;
+            // When an idle connection was told to go: it is dropped if
+            // still there one more idle time later (a peer that never
+            // reads cannot hold it open by not taking the goodbye).
+            let mut goodbye: Option<Instant> = None;
+            loop {
+                let wake = goodbye
+                    .or_else(|| activity.idle_deadline(idle))
+                    .unwrap_or_else(|| Instant::now() + idle);
+                tokio::select! {
+                    _ = &mut conn => break,
+                    _ = stopped.changed(), if !stopping => {
+                        stopping = true;
+                        if goodbye.is_none() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                    () = tokio::time::sleep_until(wake) => {
+                        if goodbye.is_some() {
+                            break;
+                        }
+                        let idle_now = activity
+                            .idle_deadline(idle)
+                            .is_some_and(|d| d <= Instant::now());
+                        if idle_now && !activity.spoke() {
+                            // No first request in time (a silent socket,
+                            // a bare HTTP/2 preface): drop it.
+                            break;
+                        }
+                        // No open request for the idle time, or a body
+                        // that stalled: an HTTP/2 connection gets GOAWAY
+                        // (its open streams may finish), an idle HTTP/1
+                        // keep-alive one is closed.
+                        if idle_now || activity.stalled() {
+                            if !stopping {
+                                conn.as_mut().graceful_shutdown();
+                            }
+                            goodbye = Some(Instant::now() + idle);
+                        }
+                    }
+                }
+            }
             drop(slot);
             drop(permit);
         });
