@@ -6,7 +6,8 @@
 //! headers clones the map (two allocations, and every value's count
 //! bumped), and warp's reply type cannot carry a body it did not make. The
 //! accept loop (`server::run`) owns the request before warp and the reply
-//! after it, and polls the tree's future through [`streamed`]: around each
+//! after it, and in upstream mode polls the tree's future through
+//! [`streamed`] (without an upstream there is nothing to hand over): around each
 //! poll it opens a slot of its thread, holding on the first poll the
 //! admitted request's headers ([`Inbound`]), which the proxy route takes
 //! ([`inbound`]), and receiving the upstream's body when the proxy makes

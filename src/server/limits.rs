@@ -3,10 +3,9 @@
 //! Connections are bounded (`--max-connections`, a semaphore in
 //! [`super::serve`]), so every way of holding one without using it must end:
 //!
-//! * a request head must arrive within the request timeout: until hyper
-//!   has read all of it there is no open request, so the connection's idle
-//!   timer in [`super::serve`] closes it (hyper's own `header_read_timeout`
-//!   is off: it costs a boxed timer on every request head);
+//! * a request head must arrive within the request timeout (hyper's
+//!   `header_read_timeout`; and until hyper has all of it there is no open
+//!   request, so the connection's idle timer closes it too);
 //! * a request body must keep moving: [`Body`] fails a read that waited the
 //!   request timeout for a byte, and [`Reply`] answers that request 408 and
 //!   has its connection closed;

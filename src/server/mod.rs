@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::FutureExt;
+use http_body_util::Either as HttpEither;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
@@ -89,9 +91,19 @@ where
         let stalled = req.body().stalled().cloned();
         // Not boxed: the tree boxes its less used routes (`routes::tree`),
         // so its future is small enough to move.
-        // Upstream mode: a proxied reply's streamed body put in place.
-        let inbound = Inbound::take(&self.state, &intake, &mut req);
-        let answer = streamed(inbound, self.svc.call(req));
+        // Upstream mode: the request's headers handed to the proxy route
+        // and its reply's streamed body put in place (`proxy::handover`).
+        // Without an upstream there is nothing to hand over.
+        let answer = if state.config.upstream.is_some() {
+            let inbound = Inbound::take(&state, &intake, &mut req);
+            Either::Left(streamed(inbound, self.svc.call(req)))
+        } else {
+            Either::Right(
+                self.svc
+                    .call(req)
+                    .map(|r| r.map(|res| res.map(HttpEither::Left))),
+            )
+        };
         intake.serve(answer, move |answer| {
             if let Ok(res) = answer {
                 let status = match stalled {
@@ -158,17 +170,10 @@ pub async fn serve<H, F, B>(
 {
     let idle = limits.request_timeout;
     let mut builder = Builder::new(TokioExecutor::new());
-    // No `header_read_timeout`: hyper's arms a new boxed timer, with two
-    // clock reads, for every request head of every connection, and drops
-    // it when the head is in. The connection loop below bounds a head as
-    // tightly: a head is not an open request until hyper has all of it, so
-    // a head that does not arrive in the idle time (a first one, or the
-    // next one on a kept-alive connection) closes the connection
-    // (`tests/connection_limits.rs`).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(None);
+        .header_read_timeout(idle);
     // TLS connections speak HTTP/1.1 only, as their ALPN says (see `tls`).
     let tls = state.tls.get().cloned();
     let builder = Arc::new(if tls.is_some() {
