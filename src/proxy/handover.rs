@@ -153,3 +153,97 @@ where
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::{Arc, Mutex};
+
+    use http::HeaderValue;
+
+    /// The value of `x-from` in the headers the proxy route's filter got,
+    /// for a request that itself carries `x-from: request`.
+    async fn route_sees() -> String {
+        let got = warp::test::request()
+            .header("x-from", "request")
+            .filter(&inbound())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let v = got.headers.get("x-from").cloned();
+        v.map_or_else(String::new, |v| v.to_str().unwrap().to_string())
+    }
+
+    fn handed() -> Inbound {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-from", HeaderValue::from_static("handed"));
+        Inbound {
+            headers,
+            target: None,
+        }
+    }
+
+    /// `streamed` around `f`: what the route saw, through the reply.
+    async fn under_streamed<F>(inbound: Option<Inbound>, f: F) -> String
+    where
+        F: Future<Output = String>,
+    {
+        let seen = Arc::new(Mutex::new(String::new()));
+        let s = seen.clone();
+        let answer = streamed(inbound, async move {
+            *s.lock().unwrap() = f.await;
+            Ok::<_, Infallible>(http::Response::new(()))
+        })
+        .await;
+        assert!(matches!(answer.unwrap().into_body(), Either::Left(())));
+        let out = seen.lock().unwrap().clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_route_takes_the_handed_headers_once() {
+        // Handed over: the route gets those, not a clone of the request's.
+        assert_eq!(under_streamed(Some(handed()), route_sees()).await, "handed");
+        // Nothing handed over, or outside `streamed`: the request's own.
+        assert_eq!(under_streamed(None, route_sees()).await, "request");
+        assert_eq!(route_sees().await, "request");
+        // Taken once: a second look in the same poll finds none.
+        let twice = async {
+            let first = route_sees().await;
+            let second = route_sees().await;
+            format!("{first} {second}")
+        };
+        assert_eq!(
+            under_streamed(Some(handed()), twice).await,
+            "handed request"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_closed_when_a_poll_returns() {
+        // A first poll that returns Pending without taking the headers:
+        // they are dropped with the slot, so nothing polled between two
+        // polls (another request, on the same thread) can find them.
+        let seen = Arc::new(Mutex::new(String::new()));
+        let s = seen.clone();
+        let mut later = Box::pin(streamed(Some(handed()), async move {
+            tokio::task::yield_now().await;
+            *s.lock().unwrap() = route_sees().await;
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
+        assert!(futures_util::poll!(later.as_mut()).is_pending());
+        assert!(SLOT.with(|s| {
+            let s = s.borrow();
+            !s.open && s.inbound.is_none() && s.body.is_none()
+        }));
+        assert_eq!(route_sees().await, "request", "between two polls");
+        // The next poll's route sees the request's own, and the slot is
+        // closed again after the reply.
+        assert!(later.await.is_ok());
+        assert_eq!(*seen.lock().unwrap(), "request");
+        assert!(SLOT.with(|s| {
+            let s = s.borrow();
+            !s.open && s.inbound.is_none() && s.body.is_none()
+        }));
+    }
+}
