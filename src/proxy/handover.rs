@@ -55,21 +55,23 @@ impl Inbound {
 
 /// The slot of one thread (see the module docs): open only during a poll
 /// of [`streamed`].
-#[derive(Default)]
 struct Slot {
     open: bool,
     inbound: Option<Inbound>,
     body: Option<UpBody>,
 }
 
-thread_local! {
-    static SLOT: RefCell<Slot> = const {
-        RefCell::new(Slot {
-            open: false,
-            inbound: None,
-            body: None,
-        })
+impl Slot {
+    /// Closed and empty: between two polls.
+    const CLOSED: Slot = Slot {
+        open: false,
+        inbound: None,
+        body: None,
     };
+}
+
+thread_local! {
+    static SLOT: RefCell<Slot> = const { RefCell::new(Slot::CLOSED) };
 }
 
 /// The proxy route's [`Inbound`]: the one handed over, or else (a request
@@ -131,7 +133,7 @@ where
         struct Close;
         impl Drop for Close {
             fn drop(&mut self) {
-                let left = SLOT.with(|s| std::mem::take(&mut *s.borrow_mut()));
+                let left = SLOT.with(|s| std::mem::replace(&mut *s.borrow_mut(), Slot::CLOSED));
                 drop(left);
             }
         }

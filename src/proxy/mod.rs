@@ -167,11 +167,11 @@ impl Upstream {
         })
     }
 
-    /// The outbound request target for `path` and `query` as the client
-    /// sent them, in origin form (`/path?query`): the connection already
-    /// goes to the upstream, and `Host` names it.
-    /// The client's own target where the accept loop handed it over (no
-    /// copy: it shares the request's bytes).
+    /// The outbound request target, in origin form (`/path?query`): the
+    /// connection already goes to the upstream, and `Host` names it. The
+    /// client's own target where the accept loop handed it over (no copy:
+    /// it shares the request's bytes), else built from `path` and `query`
+    /// as the client sent them.
     fn uri(
         &self,
         inbound: &handover::Inbound,
