@@ -83,7 +83,7 @@ pub async fn idle(t: &mut Table, n: usize) {
 }
 
 /// One connect / ping / close cycle; whether it completed.
-async fn cycle(addr: SocketAddr, i: usize, path: &str) -> bool {
+pub async fn cycle(addr: SocketAddr, i: usize, path: &str) -> bool {
     let Ok(mut ws) = connect(addr, local(i), path, &auth()).await else {
         return false;
     };
@@ -110,7 +110,7 @@ async fn cycle(addr: SocketAddr, i: usize, path: &str) -> bool {
 /// One chat cycle: open `/api/ws` (a new PTY session), read its `session`
 /// frame, kill the session with `DELETE /api/sessions/{id}`, and read to the
 /// end of the socket (the `exit` frame and close). Whether it completed.
-async fn chat_cycle(addr: SocketAddr, i: usize) -> bool {
+pub async fn chat_cycle(addr: SocketAddr, i: usize) -> bool {
     let Ok(mut ws) = connect(addr, local(i), "/api/ws?cols=80&rows=24", &auth()).await else {
         return false;
     };

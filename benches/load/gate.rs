@@ -224,6 +224,7 @@ pub async fn run(
         headers: auth.clone(),
         fresh,
         host: None,
+        any_status: false,
     };
     let variant = |name: &'static str, listener: &str, fresh: bool| Variant {
         name,
@@ -249,6 +250,7 @@ pub async fn run(
                 headers: vec![("authorization".into(), format!("Bearer {}", h.token))],
                 fresh: false,
                 host: None,
+                any_status: false,
             },
             requests: HERMES_REQUESTS,
             rounds: vec![],

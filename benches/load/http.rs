@@ -43,6 +43,10 @@ pub struct Target {
     pub fresh: bool,
     /// The `Host` header, when not the address (a name-based virtual host).
     pub host: Option<String>,
+    /// Count every answer as one, whatever its status and body (the PGO
+    /// training run's refusals and 404s), rather than only a 200 with a
+    /// body.
+    pub any_status: bool,
 }
 
 impl Target {
@@ -85,20 +89,21 @@ fn request(t: &Target, host: &str, n: usize) -> http::Request<Empty<Bytes>> {
 }
 
 impl Round {
-    /// Send one request and read its body; a 200 with a body counts as ok
-    /// with its latency from `from`, anything else as an error (false).
+    /// Send one request and read its body; a 200 with a body (any answer
+    /// if `any_status`) counts as ok with its latency from `from`, anything
+    /// else as an error (false).
     async fn count(
         &mut self,
         send: &mut Sender,
         req: http::Request<Empty<Bytes>>,
-        from: Instant,
-        deadline: Instant,
+        (from, deadline): (Instant, Instant),
+        any_status: bool,
     ) -> bool {
         let done = tokio::time::timeout_at(deadline.into(), async {
             let resp = send.send_request(req).await.ok()?;
             let ok = resp.status() == http::StatusCode::OK;
             let body = resp.into_body().collect().await.ok()?;
-            (ok && !body.to_bytes().is_empty()).then_some(())
+            (any_status || (ok && !body.to_bytes().is_empty())).then_some(())
         })
         .await;
         if matches!(done, Ok(Some(()))) {
@@ -175,7 +180,10 @@ pub async fn round(t: &Target, conns: usize, total: usize, limit: Duration) -> R
                             break;
                         }
                         let req = request(&t, &host, n);
-                        if !r.count(&mut send, req, Instant::now(), deadline).await {
+                        if !r
+                            .count(&mut send, req, (Instant::now(), deadline), t.any_status)
+                            .await
+                        {
                             break;
                         }
                     }
@@ -229,7 +237,10 @@ pub async fn paced(t: &Target, conns: usize, rate: f64, secs: f64, limit: Durati
                         break;
                     }
                     let req = request(&t, &host, k * count + i);
-                    if !r.count(&mut send, req, sent, deadline).await {
+                    if !r
+                        .count(&mut send, req, (sent, deadline), t.any_status)
+                        .await
+                    {
                         break;
                     }
                 }

@@ -18,6 +18,10 @@
 //!   plain reverse proxy and nginx with `auth_request`: proxied GET, the
 //!   WebSocket relay, 10,000 idle proxied WebSockets.
 //!
+//! * `train`   – not a measurement: the workload the profile-guided build
+//!   of `make release` is trained on (benches/scripts/pgo.sh); run only
+//!   when named.
+//!
 //! `cargo bench --bench load -- gate fanout` runs only the named parts.
 //! Every loop is bounded in count and in time, and every socket is loopback.
 
@@ -34,6 +38,7 @@ mod procs;
 mod rawws;
 mod table;
 mod tls;
+mod train;
 mod upstream;
 
 use table::Table;
@@ -104,6 +109,16 @@ fn main() {
     }
     let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let run = |part: &str| wanted.is_empty() || wanted.iter().any(|w| *w == part);
+    if wanted.iter().any(|w| *w == "train") {
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let done = rt.block_on(train::run());
+        rt.shutdown_timeout(Duration::from_secs(2));
+        if !done {
+            eprintln!("load train: a server did not exit, so its profile is missing");
+            std::process::exit(1);
+        }
+        return;
+    }
     let fd_limit = procs::raise_fd_limit();
     println!("load bench: {plan:?}, fd limit {fd_limit}");
     let rt = tokio::runtime::Builder::new_multi_thread()

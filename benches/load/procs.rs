@@ -68,6 +68,26 @@ impl Proc {
         self.child.id()
     }
 
+    /// Ask the child to stop (SIGTERM) and wait for it, at most `timeout`;
+    /// whether it exited on its own. A process built to write a profile
+    /// (the PGO training run) writes it only when it exits so, not when
+    /// it is killed.
+    pub fn stop(&mut self, timeout: Duration) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(self.pid()) else {
+            return false;
+        };
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Wait (bounded) for a stdout line starting with `prefix`; the rest.
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
@@ -119,8 +139,28 @@ pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// The dashgate binary this bench was built with, serving on 127.0.0.1:0
-/// with the `secure` preset and [`super::TOKEN`] as its startup token.
+/// The plain release build of dashgate, the one cargo built this bench
+/// with.
+pub const PLAIN_BIN: &str = env!("CARGO_BIN_EXE_dashgate");
+
+/// The dashgate binary the bench measures: `DASHGATE_BENCH_BIN` when set
+/// (`make bench` sets it to the profile-guided build of `make release`,
+/// the one to deploy), else [`PLAIN_BIN`].
+pub fn server_bin() -> String {
+    std::env::var("DASHGATE_BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| PLAIN_BIN.to_string())
+}
+
+/// Whether the measured binary is another build than [`PLAIN_BIN`].
+pub fn measures_other_build() -> bool {
+    server_bin() != PLAIN_BIN
+}
+
+/// A dashgate binary ([`server_bin`] unless told otherwise) serving on
+/// 127.0.0.1:0 with the `secure` preset and [`super::TOKEN`] as its
+/// startup token.
 pub struct Dashgate {
     pub proc: Proc,
     pub addr: SocketAddr,
@@ -133,7 +173,12 @@ impl Dashgate {
 
     /// [`Self::start`] with extra environment variables.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Dashgate {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dashgate"));
+        Self::start_bin(&server_bin(), extra, env)
+    }
+
+    /// [`Self::start_env`] of the binary `bin`.
+    pub fn start_bin(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> Dashgate {
+        let mut cmd = Command::new(bin);
         cmd.envs(env.iter().copied());
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(["--max-connections", "20000", "--max-sockets", "20000"])

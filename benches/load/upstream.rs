@@ -47,7 +47,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::fanout::{connect, local};
 use super::http::{get_json, median, paced, quantile, round, Round, Target};
-use super::procs::{cpu_ns, settle, Dashgate, Proc};
+use super::procs::{cpu_ns, measures_other_build, server_bin, settle, Dashgate, Proc, PLAIN_BIN};
 use super::rawws::RawWs;
 use super::table::{Row, Table};
 use super::tls::{free_port, run_nginx, Nginx};
@@ -199,13 +199,13 @@ pub fn upstream_server() {
     rt.shutdown_timeout(Duration::from_millis(200));
 }
 
-struct Upstream {
+pub struct Upstream {
     proc: Proc,
-    app: SocketAddr,
+    pub app: SocketAddr,
     auth: SocketAddr,
 }
 
-fn start_upstream() -> Upstream {
+pub fn start_upstream() -> Upstream {
     let me = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(me);
     cmd.env("DASHGATE_BENCH_ROLE", "upstream-server");
@@ -369,13 +369,13 @@ fn start_llng(up: &Upstream) -> Started<Llng, String> {
 // ---------------------------------------------------------------------------
 // The load.
 
-fn bearer() -> Vec<(String, String)> {
+pub fn bearer() -> Vec<(String, String)> {
     vec![("authorization".to_string(), format!("Bearer {TOKEN}"))]
 }
 
 /// Relay throughput: `count` binary messages of `size` bytes pushed through
 /// one WebSocket while the echoes are read back; MB/s of payload one way.
-async fn ws_throughput(addr: SocketAddr, size: usize, count: usize) -> Option<f64> {
+pub async fn ws_throughput(addr: SocketAddr, size: usize, count: usize) -> Option<f64> {
     let ws = connect(addr, local(0), "/ws", &bearer()).await.ok()?;
     let (mut tx, mut rx) = ws.split();
     let payload = Bytes::from(vec![0x5a; size]);
@@ -409,7 +409,7 @@ async fn ws_throughput(addr: SocketAddr, size: usize, count: usize) -> Option<f6
 }
 
 /// Echo latency: `count` small messages, one at a time; µs each.
-async fn ws_echo(addr: SocketAddr, count: usize) -> Option<Vec<u32>> {
+pub async fn ws_echo(addr: SocketAddr, count: usize) -> Option<Vec<u32>> {
     let mut ws = connect(addr, local(1), "/ws", &bearer()).await.ok()?;
     let payload = Bytes::from(vec![0x61; SMALL]);
     let fut = async {
@@ -469,6 +469,7 @@ impl Front {
                 headers: bearer(),
                 fresh: false,
                 host: None,
+                any_status: false,
             },
             closed_only: false,
             no_ws: false,
@@ -573,6 +574,17 @@ pub async fn run(t: &mut Table, plan: Plan) {
     if let Ok((ng, plain, gated)) = &nginx {
         fronts.push(Front::new("nginx", *plain).with_pids(ng.workers()));
         fronts.push(Front::new("nginx-auth", *gated).with_pids(ng.workers()));
+    }
+    // The plain release build beside the measured one when they differ
+    // (`make bench` measures `make release`'s profile-guided build).
+    let dash_plain =
+        measures_other_build().then(|| Dashgate::start_bin(PLAIN_BIN, &["--upstream", &url], &[]));
+    if let Some(p) = &dash_plain {
+        fronts.push(
+            Front::new("dashgate-plain", p.addr)
+                .with_pids(vec![p.proc.pid()])
+                .without_ws(),
+        );
     }
     let floor = start_floor(&up);
     if let Ok((p, addr)) = &floor {
@@ -683,6 +695,7 @@ pub async fn run(t: &mut Table, plan: Plan) {
     drop(nginx);
     drop(dash);
     drop(dash_lan);
+    drop(dash_plain);
     idle(t, &up, plan.idle).await;
     drop(up);
 }
@@ -831,6 +844,7 @@ fn rows(
             .note("benches/scripts/hyper-floor (make bench-floor) with CT=1: a proxy of hyper and tokio alone, no gate, no routing, no header rewriting, no timers; what a proxy on the libraries dashgate is built on does without dashgate"),
         );
     }
+    build_row(t, fronts, d);
     llng_row(t, fronts, llng, d, &complete);
     let cpu: Vec<String> = fronts
         .iter()
@@ -904,6 +918,48 @@ fn rows(
         .note(format!(
             "{} messages of {SMALL} bytes per round, one at a time, {ws_rounds} rounds per front",
             if plan.full { SMALL_COUNT } else { 50 }
+        )),
+    );
+}
+
+/// Which build of dashgate the rows measure, and, when it is the
+/// profile-guided one, the plain release build beside it in the same
+/// rounds: CPU per request and the p99 at the same offered rate.
+fn build_row(t: &mut Table, fronts: &[Front], d: usize) {
+    const FIG: &str = "upstream GET: the measured build ÷ the plain release build";
+    let Some(p) = fronts.iter().position(|f| f.name == "dashgate-plain") else {
+        return t.push(
+            Row::new(FIG, 1.0, "x", "1.00× (the plain release build was measured)".into())
+                .note(format!("{PLAIN_BIN}; `make bench` measures the profile-guided build of `make release` when benches/scripts/pgo.sh could build it (DASHGATE_BENCH_BIN)")),
+        );
+    };
+    let (m, b) = (&fronts[d], &fronts[p]);
+    let r = ratio(&m.cpu_per_req, &b.cpu_per_req);
+    let us = |f: &Front| median(&f.cpu_per_req) / 1000.0;
+    let nginx = fronts
+        .iter()
+        .find(|f| f.name == "nginx")
+        .map_or("no nginx".to_string(), |n| {
+            format!("nginx {:.2} ms", latency_ms(&n.paced, 0.99))
+        });
+    t.push(
+        Row::new(
+            FIG,
+            r,
+            "x",
+            format!(
+                "{r:.2}× CPU per request ({:.1} vs {:.1} µs); {} vs {}; p99 at one offered rate {:.2} vs {:.2} ms ({nginx})",
+                us(m),
+                us(b),
+                fmt_rps(median(&m.rps())),
+                fmt_rps(median(&b.rps())),
+                latency_ms(&m.paced, 0.99),
+                latency_ms(&b.paced, 0.99),
+            ),
+        )
+        .note(format!(
+            "measured: {} (profile-guided, `make release`, trained by `load train`: benches/scripts/pgo.sh); beside it in the same closed and open-loop rounds, secure + Bearer as the measured one: {PLAIN_BIN} (the plain release build, `make run`'s); ratio = median of per-round ratios of CPU per request",
+            server_bin()
         )),
     );
 }
@@ -996,6 +1052,7 @@ async fn idle(t: &mut Table, up: &Upstream, want: usize) {
             headers: bearer(),
             fresh: false,
             host: None,
+            any_status: false,
         },
         4,
         100,
