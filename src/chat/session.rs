@@ -127,6 +127,20 @@ pub(crate) struct State {
     pub forget_on_exit: bool,
 }
 
+/// Between fork and exec: the signals a session is ended with back to
+/// their default action. An ignored signal stays ignored across exec, so a
+/// server started under `nohup` (SIGHUP ignored) would give its programs a
+/// hang-up they cannot hear, and every kill would wait for SIGKILL.
+fn default_signals() -> std::io::Result<()> {
+    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
+        if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl Session {
     /// Open a PTY, start the command on it and the session's two tasks.
     /// Must be called inside a tokio runtime.
@@ -162,6 +176,9 @@ impl Session {
         if let Some(cwd) = spec.cwd {
             cmd = cmd.current_dir(cwd);
         }
+        // SAFETY: `default_signals` only calls signal(2), which is
+        // async-signal-safe, between fork and exec.
+        cmd = unsafe { cmd.pre_exec(default_signals) };
         let child = cmd.spawn(pts).map_err(|e| spawn_err(&e))?;
         let pid = child.id().unwrap_or_default();
 
