@@ -40,82 +40,39 @@ fn tok(name: &str) -> Credential {
 #[test]
 fn users_groups_and_access_each_match_and_miss() {
     let p = compile(&team());
-    // (case, facts, rule, verdict)
+    // case | request | who | rule that decides | verdict
     let cases = [
-        (
-            "users matches",
-            req("GET", "/u").cred(tok("ana")),
-            "ana only",
-            Ok(()),
-        ),
-        (
-            "users misses: falls through",
-            req("GET", "/u").cred(tok("bob")),
-            "fallback",
-            Err(Reason::RuleDeny),
-        ),
-        (
-            "groups matches",
-            req("GET", "/g").cred(tok("ana")),
-            "ops only",
-            Ok(()),
-        ),
-        (
-            "groups misses: falls through",
-            req("GET", "/g").cred(tok("vic")),
-            "fallback",
-            Err(Reason::RuleDeny),
-        ),
-        (
-            "a principal without groups misses",
-            req("GET", "/g").cred(tok("bob")),
-            "fallback",
-            Err(Reason::RuleDeny),
-        ),
-        (
-            "users and groups both name ana",
-            req("GET", "/ug").cred(tok("ana")),
-            "both",
-            Ok(()),
-        ),
-        (
-            "users and groups are AND-ed",
-            req("GET", "/ug").cred(tok("vic")),
-            "fallback",
-            Err(Reason::RuleDeny),
-        ),
-        (
-            "access read lets GET in",
-            req("GET", "/r").cred(tok("vic")),
-            "viewers read",
-            Ok(()),
-        ),
-        (
-            "access read refuses POST",
-            req("POST", "/r").cred(tok("vic")),
-            "viewers read",
-            Err(Reason::ReadOnly),
-        ),
-        (
-            "access read refuses DELETE",
-            req("DELETE", "/r").cred(tok("vic")),
-            "viewers read",
-            Err(Reason::ReadOnly),
-        ),
-        (
-            "access read: a WebSocket upgrade is a GET",
-            req("GET", "/r").cred(tok("vic")).ws(),
-            "viewers read",
-            Ok(()),
-        ),
-        (
-            "full access POSTs",
-            req("POST", "/r").cred(tok("ana")),
-            "ops full",
-            Ok(()),
-        ),
+        "users matches | GET /u | ana | ana only | ok",
+        "users misses: falls through | GET /u | bob | fallback | deny",
+        "groups matches | GET /g | ana | ops only | ok",
+        "groups misses: falls through | GET /g | vic | fallback | deny",
+        "a principal without groups misses | GET /g | bob | fallback | deny",
+        "users and groups both name ana | GET /ug | ana | both | ok",
+        "users and groups are AND-ed | GET /ug | vic | fallback | deny",
+        "access read lets GET in | GET /r | vic | viewers read | ok",
+        "access read refuses POST | POST /r | vic | viewers read | read-only",
+        "access read refuses DELETE | DELETE /r | vic | viewers read | read-only",
+        "access read: a WebSocket upgrade is a GET | GET /r upgrade | vic | viewers read | ok",
+        "full access POSTs | POST /r | ana | ops full | ok",
     ];
-    for (case, facts, rule, want) in cases {
+    for line in cases {
+        let [case, request, who, rule, want] = line.split(" | ").collect::<Vec<_>>()[..] else {
+            panic!("not a case: {line}");
+        };
+        let want = match want {
+            "ok" => Ok(()),
+            "deny" => Err(Reason::RuleDeny),
+            "read-only" => Err(Reason::ReadOnly),
+            _ => panic!("{case}: no verdict {want}"),
+        };
+        let mut words = request.split(' ');
+        let (method, path) = (words.next().unwrap(), words.next().unwrap());
+        let facts = req(method, path).cred(tok(who));
+        let facts = if words.next() == Some("upgrade") {
+            facts.ws()
+        } else {
+            facts
+        };
         let (verdict, index) = p.decide_indexed(&facts);
         let name = index.map(|i| p.rule_name(i).0.to_string());
         assert_eq!(name.as_deref(), Some(rule), "{case}: {verdict:?}");
@@ -292,6 +249,22 @@ fn dashgate(args: &[&str]) -> std::process::Output {
         .expect("run dashgate")
 }
 
+/// `dashgate policy explain FILE --from 127.0.0.1 ARGS…`.
+fn explain(file: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["policy", "explain", file, "--from", "127.0.0.1"];
+    all.extend_from_slice(args);
+    dashgate(&all)
+}
+
+/// What [`explain`] prints, which must exit 0 (a refusal explained is not
+/// an error).
+fn explained(file: &str, args: &[&str]) -> String {
+    let out = explain(file, args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
 #[test]
 fn policy_check_and_explain_speak_of_subjects() {
     let dir = std::env::temp_dir().join(format!("dashgate-subjects-{}", std::process::id()));
@@ -313,19 +286,7 @@ fn policy_check_and_explain_speak_of_subjects() {
     let good = dir.join("team.yaml");
     std::fs::write(&good, team()).unwrap();
     let f = good.to_str().unwrap();
-    let out = dashgate(&[
-        "policy",
-        "explain",
-        f,
-        "--from",
-        "127.0.0.1",
-        "--path",
-        "/g",
-        "--user",
-        "vic",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = explained(f, &["--path", "/g", "--user", "vic"]);
     assert!(
         text.contains("ops only [authenticate] (file): missed: groups [ops]: vic (groups [viewers]) not named"),
         "{text}"
@@ -334,18 +295,7 @@ fn policy_check_and_explain_speak_of_subjects() {
         text.ends_with("decision: deny (rule: fallback)\n"),
         "{text}"
     );
-    let out = dashgate(&[
-        "policy",
-        "explain",
-        f,
-        "--from",
-        "127.0.0.1",
-        "--path",
-        "/r",
-        "--user",
-        "vic",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = explained(f, &["--path", "/r", "--user", "vic"]);
     assert!(
         text.contains("viewers read [authenticate] (file): matched: groups [viewers]: vic (groups [viewers]) named (access: read)"),
         "{text}"
@@ -354,32 +304,10 @@ fn policy_check_and_explain_speak_of_subjects() {
         text.contains("verdict: allowed as token vic (groups viewers), read-only"),
         "{text}"
     );
-    let out = dashgate(&[
-        "policy",
-        "explain",
-        f,
-        "--from",
-        "127.0.0.1",
-        "--path",
-        "/r",
-        "--method",
-        "POST",
-        "--token",
-        "test",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = explained(f, &["--path", "/r", "--method", "POST", "--token", "test"]);
     // All three tokens of the table share one hash: the first, ana, wins.
     assert!(text.contains("credential: token ana"), "{text}");
-    let out = dashgate(&[
-        "policy",
-        "explain",
-        f,
-        "--from",
-        "127.0.0.1",
-        "--path",
-        "/u",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = explained(f, &["--path", "/u"]);
     assert!(
         text.contains("no credential (anonymous: sign in, 401)"),
         "{text}"
@@ -388,15 +316,7 @@ fn policy_check_and_explain_speak_of_subjects() {
         text.contains("verdict: refused 401 no_credential"),
         "{text}"
     );
-    let out = dashgate(&[
-        "policy",
-        "explain",
-        f,
-        "--from",
-        "127.0.0.1",
-        "--user",
-        "nobody",
-    ]);
+    let out = explain(f, &["--user", "nobody"]);
     assert_eq!(
         out.status.code(),
         Some(2),

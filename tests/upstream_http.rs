@@ -29,6 +29,38 @@ async fn echo(r: reqwest::RequestBuilder) -> serde_json::Value {
     r.json().await.unwrap()
 }
 
+/// `GET path` with no credential.
+async fn get(s: &Server, path: &str) -> reqwest::Response {
+    http().get(s.url(path)).send().await.unwrap()
+}
+
+/// `GET path` as a browser navigation.
+async fn navigate(s: &Server, path: &str) -> reqwest::Response {
+    let r = http().get(s.url(path)).header("accept", "text/html");
+    r.send().await.unwrap()
+}
+
+/// The `reason` of a JSON refusal.
+async fn reason(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["reason"].as_str().unwrap_or_default().to_string()
+}
+
+/// Sign in through dashgate's API with `token`.
+async fn sign_in(s: &Server, token: &str) -> reqwest::Response {
+    let r = http().post(s.url("/.dashgate/api/login"));
+    r.json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `name=value` of the session cookie a response sets.
+fn session_of(r: &reqwest::Response) -> String {
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn the_outbound_request_is_built_from_scratch() {
     let up = TestUpstream::start().await;
@@ -100,12 +132,7 @@ async fn secure_preset_keeps_the_upstream_private() {
     // A browser is sent to dashgate's sign-in page, an API client gets 401;
     // neither sees the upstream's body.
     for path in ["/", "/healthz", "/api/status", "/assets/app.js"] {
-        let r = http()
-            .get(s.url(path))
-            .header("accept", "text/html")
-            .send()
-            .await
-            .unwrap();
+        let r = navigate(&s, path).await;
         assert_eq!(r.status(), 303, "{path}");
         let want = format!(
             "/.dashgate/login?next={}",
@@ -113,35 +140,22 @@ async fn secure_preset_keeps_the_upstream_private() {
         );
         assert_eq!(r.headers()["location"], want.as_str(), "{path}");
         assert!(r.headers().get("x-upstream").is_none());
-        let r = http().get(s.url(path)).send().await.unwrap();
+        let r = get(&s, path).await;
         assert_eq!(r.status(), 401, "{path}");
         assert!(r.headers().get("x-upstream").is_none());
-        let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["reason"], "no_credential");
+        assert_eq!(reason(r).await, "no_credential");
     }
     // dashgate's own public paths are under the prefix.
-    let r = http()
-        .get(s.url("/.dashgate/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&s, "/.dashgate/healthz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let r = http().get(s.url("/.dashgate/login")).send().await.unwrap();
+    let r = get(&s, "/.dashgate/login").await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("token-form"));
-    let r = http()
-        .get(s.url("/.dashgate/assets/login.js"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&s, "/.dashgate/assets/login.js").await;
     assert_eq!(r.status(), 200);
     // …and the rest of dashgate's is not public either.
-    let r = http()
-        .get(s.url("/.dashgate/api/status"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&s, "/.dashgate/api/status").await;
     assert_eq!(r.status(), 401);
     // A path under the prefix that dashgate does not route is never proxied.
     let token = s.token.clone().expect("startup token printed");
@@ -174,8 +188,7 @@ async fn startup_link_and_sign_in_lead_to_the_upstream() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    let session = cookie.split(';').next().unwrap().to_string();
+    let session = session_of(&r);
     assert!(session.starts_with("dashgate_session="));
     // With the cookie the upstream answers; the cookie itself is not passed.
     let got = echo(
@@ -206,12 +219,7 @@ async fn startup_link_and_sign_in_lead_to_the_upstream() {
         ["Bearer hermes-bearer"]
     );
     // Signing in through the API answers with `next`, default `/`.
-    let r = http()
-        .post(s.url("/.dashgate/api/login"))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
+    let r = sign_in(&s, &token).await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["next"], "/");
@@ -225,19 +233,8 @@ async fn the_upstreams_own_tokens_pass_and_are_never_counted() {
     );
     let s = fronting(&up).policy(&policy).start();
     let token = s.token.clone().unwrap();
-    let r = http()
-        .post(s.url("/.dashgate/api/login"))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    let session = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let r = sign_in(&s, &token).await;
+    let session = session_of(&r);
     // Far more than the limit: the upstream's token with dashgate's cookie.
     for i in 0..12 {
         let got = echo(
@@ -254,22 +251,12 @@ async fn the_upstreams_own_tokens_pass_and_are_never_counted() {
     }
     // Without a dashgate credential it is no credential (not a bad one).
     for _ in 0..12 {
-        let r = http()
-            .get(s.url("/api/pty?token=hermes"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&s, "/api/pty?token=hermes").await;
         assert_eq!(r.status(), 401);
-        let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["reason"], "no_credential");
+        assert_eq!(reason(r).await, "no_credential");
     }
     // None of it counted: a sign-in still works, no 429.
-    let r = http()
-        .post(s.url("/.dashgate/api/login"))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
+    let r = sign_in(&s, &token).await;
     assert_eq!(r.status(), 200);
     // A bad token on dashgate's own paths is still a bad credential.
     let r = http()
@@ -279,8 +266,7 @@ async fn the_upstreams_own_tokens_pass_and_are_never_counted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["reason"], "bad_credential");
+    assert_eq!(reason(r).await, "bad_credential");
 }
 
 #[tokio::test]
@@ -310,34 +296,24 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let s = fronting(&up)
         .args(["--insecure", "--upstream-timeout", "1"])
         .start();
-    let r = http().get(s.url("/sleep")).send().await.unwrap();
+    let r = get(&s, "/sleep").await;
     assert_eq!(r.status(), 504);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["reason"], "upstream_timeout");
+    assert_eq!(reason(r).await, "upstream_timeout");
     up.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = http().get(s.url("/api/x")).send().await.unwrap();
+    let r = get(&s, "/api/x").await;
     assert_eq!(r.status(), 502);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["reason"], "upstream_unavailable");
     assert!(body["rule"].is_null());
     // A browser gets a page that says what is down.
-    let r = http()
-        .get(s.url("/"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = navigate(&s, "/").await;
     assert_eq!(r.status(), 502);
     let page = r.text().await.unwrap();
     assert!(page.contains(&up.url()), "{page}");
     assert!(page.contains("upstream_unavailable"), "{page}");
     // dashgate's own routes still answer.
-    let r = http()
-        .get(s.url("/.dashgate/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&s, "/.dashgate/healthz").await;
     assert_eq!(r.status(), 200);
 }
 

@@ -12,8 +12,10 @@
 //!
 //! Every socket is loopback; every loop is bounded by count and by time.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -104,52 +106,59 @@ async fn get(
 
 /// `total` requests over `CONNS` kept TLS connections: requests/s.
 async fn keep_alive(addr: SocketAddr, tls: &TlsConnector, total: usize) -> Option<f64> {
-    let next = Arc::new(AtomicUsize::new(0));
     let mut sends = Vec::new();
     for _ in 0..CONNS {
         sends.push(open(addr, tls).await?);
     }
-    let start = Instant::now();
-    let deadline = start + LIMIT;
-    let bearer = format!("Bearer {TOKEN}");
-    let tasks: Vec<_> = sends
-        .into_iter()
-        .map(|mut send| {
-            let (next, bearer) = (next.clone(), bearer.clone());
-            tokio::spawn(async move {
-                let mut ok = 0usize;
-                while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
-                    if !get(&mut send, addr, &bearer).await {
-                        return None;
-                    }
-                    ok += 1;
-                }
-                Some(ok)
-            })
-        })
-        .collect();
-    let mut ok = 0;
-    for t in tasks {
-        ok += t.await.ok()??;
-    }
-    Some(ok as f64 / start.elapsed().as_secs_f64())
+    share(total, sends, move |send, bearer| {
+        Box::pin(async move { get(send, addr, bearer).await })
+    })
+    .await
 }
 
 /// `total` new connections (handshake + one request + close) from
 /// `CONNS` loops: connections/s.
 async fn handshakes(addr: SocketAddr, tls: &TlsConnector, total: usize) -> Option<f64> {
+    share(total, vec![tls.clone(); CONNS], move |tls, bearer| {
+        Box::pin(async move {
+            match open(addr, tls).await {
+                Some(mut send) => get(&mut send, addr, bearer).await,
+                None => false,
+            }
+        })
+    })
+    .await
+}
+
+/// One request of a loop of [`share`], on its state (a connection, or what
+/// opens one), with the `Authorization` line: whether it succeeded.
+type Step<S> = dyn for<'a> Fn(&'a mut S, &'a str) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>
+    + Send
+    + Sync;
+
+/// A loop per state in `states`, together making `total` requests with
+/// `step` (bounded by [`LIMIT`]): requests/s, or `None` if one failed.
+async fn share<S, F>(total: usize, states: Vec<S>, step: F) -> Option<f64>
+where
+    S: Send + 'static,
+    F: for<'a> Fn(&'a mut S, &'a str) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>
+        + Send
+        + Sync
+        + 'static,
+{
     let next = Arc::new(AtomicUsize::new(0));
+    let step: Arc<Step<S>> = Arc::new(step);
     let start = Instant::now();
     let deadline = start + LIMIT;
-    let bearer = format!("Bearer {TOKEN}");
-    let tasks: Vec<_> = (0..CONNS)
-        .map(|_| {
-            let (next, bearer, tls) = (next.clone(), bearer.clone(), tls.clone());
+    let tasks: Vec<_> = states
+        .into_iter()
+        .map(|mut state| {
+            let (next, step) = (next.clone(), step.clone());
             tokio::spawn(async move {
+                let bearer = format!("Bearer {TOKEN}");
                 let mut ok = 0usize;
                 while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
-                    let mut send = open(addr, &tls).await?;
-                    if !get(&mut send, addr, &bearer).await {
+                    if !step(&mut state, &bearer).await {
                         return None;
                     }
                     ok += 1;
