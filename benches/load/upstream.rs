@@ -537,6 +537,17 @@ fn latency_ms(rounds: &[Round], q: f64) -> f64 {
     quantile(&mut v, q) / 1000.0
 }
 
+/// Round by round (the two fronts' rounds of the same number ran in one
+/// shuffled pass, seconds apart): the median of `a`'s p99 ÷ `b`'s, and in
+/// how many of the rounds `a`'s was the lower. Beside the p99 over all
+/// rounds, it shows whether one slow spell of the machine decided it.
+fn paired_p99(a: &[Round], b: &[Round]) -> (f64, usize, usize) {
+    let p99 = |r: &Round| latency_ms(std::slice::from_ref(r), 0.99);
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| p99(x) / p99(y)).collect();
+    let lower = ratios.iter().filter(|r| **r < 1.0).count();
+    (median(&ratios), lower, ratios.len())
+}
+
 fn fmt_rps(v: f64) -> String {
     let v = v.round() as u64;
     if v >= 1000 {
@@ -777,14 +788,18 @@ fn rows(
         let q = |f: &Front, q: f64| latency_ms(&f.paced, q);
         let paced_secs = paced_shape(plan).1;
         let (dp, np) = (q(&fronts[d], 0.99), q(&fronts[n], 0.99));
+        let pair = paired_p99(&fronts[d].paced, &fronts[n].paced);
         t.push(
             Row::new(
                 "upstream GET p99 at one offered rate: dashgate vs nginx plain proxy",
                 dp,
                 "ms",
                 format!(
-                    "{dp:.2} ms vs {np:.2} ms at {} (p50 {:.2} vs {:.2} ms; nginx auth_request p99 {:.2} ms; dashgate-lan {:.2} ms; {})",
+                    "{dp:.2} ms vs {np:.2} ms at {} (round by round {:.2}×, lower in {} of {}; p50 {:.2} vs {:.2} ms; nginx auth_request p99 {:.2} ms; dashgate-lan {:.2} ms; {})",
                     fmt_rps(rate),
+                    pair.0,
+                    pair.1,
+                    pair.2,
                     q(&fronts[d], 0.5),
                     q(&fronts[n], 0.5),
                     q(&fronts[na], 0.99),
@@ -797,7 +812,7 @@ fn rows(
             )
             .bar("≤ nginx's", ok && dp <= np)
             .note(format!(
-                "open loop: {CONNS} keep-alive connections each send on a fixed schedule, {PACED_SHARE}× nginx's closed-loop median in all, {paced_secs} s per round, {paced_rounds} rounds per front in a new order each round; latency from when each request was sent (see benches/load/http.rs `paced` for why not from when it was due); p50/p99 over all rounds"
+                "open loop: {CONNS} keep-alive connections each send on a fixed schedule, {PACED_SHARE}× nginx's closed-loop median in all, {paced_secs} s per round, {paced_rounds} rounds per front in a new order each round; latency from when each request was sent (see benches/load/http.rs `paced` for why not from when it was due); p50/p99 over all rounds, judged; round by round: the median of the per-round p99 ratios dashgate ÷ nginx and in how many rounds dashgate's p99 was the lower (info)"
             )),
         );
         let (dp, np) = (fronts[d].p99_ms(), fronts[n].p99_ms());
