@@ -73,7 +73,11 @@ describe('hermes behind nginx, the config people copy (Upgrade forwarded, Host n
       const r = await rawUpgrade(nginx.port, `${p}?${query(p, token)}`, { Host: `${NAME}:${nginx.port}`, Origin: origin });
       assert.equal(r.status, 403, `${p} raw upgrade: ${r.status} ${r.body}`);
     }
-    const logged = nginx.accessLog().split('\n').filter((l) => /"GET \/api\/(ws|events|pty)\?/.test(l));
+    // nginx writes a request's log line after its answer has gone out, so
+    // the last raw upgrade's line may still be on its way.
+    const handshakeLines = () => nginx.accessLog().split('\n').filter((l) => /"GET \/api\/(ws|events|pty)\?/.test(l));
+    await until(() => handshakeLines().length >= 9, 'nine handshakes in nginx\'s access log', 5000);
+    const logged = handshakeLines();
     assert.ok(logged.length >= 9, `nginx logged ${logged.length} handshakes`);
     assert.ok(logged.every((l) => /" 403 /.test(l)), logged.filter((l) => !/" 403 /.test(l)).join('\n'));
     // ... with hermes's token in each line (nginx's default log format keeps the query).
