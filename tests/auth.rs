@@ -61,10 +61,6 @@ async fn login_cookie(s: &Server, body: serde_json::Value) -> (u16, Option<Strin
     (st, cookie)
 }
 
-fn cookie_pair(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn each_credential_kind_on_rest_and_websocket() {
     let (_d, path) = policy_with_credentials(100);
@@ -231,7 +227,7 @@ async fn token_visit_sets_cookie_and_redirects_without_token() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/?a=1&b=2");
-    let c = cookie_pair(r.headers()["set-cookie"].to_str().unwrap());
+    let c = session_of(&r);
     let r = http()
         .get(s.url("/"))
         .header("accept", "text/html")

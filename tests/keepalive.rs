@@ -85,8 +85,7 @@ async fn a_signed_out_session_is_not_let_in_again() {
             .send()
             .await
             .unwrap();
-        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        let cookie = set.split(';').next().unwrap().to_string();
+        let cookie = session_of(&r);
         let with = [("cookie", cookie.as_str())];
         let mut kept = Kept::open("127.0.0.1", s.addr).await;
         for n in 0..3 {

@@ -58,8 +58,7 @@ async fn sign_in(s: &Server, body: serde_json::Value) -> String {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "sign-in with {body}");
-    let set = r.headers()["set-cookie"].to_str().unwrap();
-    set.split(';').next().unwrap().to_string()
+    session_of(&r)
 }
 
 /// The status of GET /api/whoami with this cookie.
@@ -241,8 +240,7 @@ async fn startup_token_false_ends_startup_token_sessions() {
             .await
             .unwrap();
         assert_eq!(r.status(), 303);
-        let set = r.headers()["set-cookie"].to_str().unwrap();
-        set.split(';').next().unwrap().to_string()
+        session_of(&r)
     };
     let by_login = sign_in(&s, serde_json::json!({ "token": token })).await;
     let ops = sign_in(&s, serde_json::json!({"token": "ops-token"})).await;

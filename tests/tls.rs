@@ -404,7 +404,7 @@ async fn the_session_cookie_is_secure_over_https() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
-    let pair = cookie.split(';').next().unwrap().to_string();
+    let pair = cookie_pair(&cookie);
     let r = c
         .get(format!("https://{}/api/status", s.addr))
         .header("cookie", pair)

@@ -55,12 +55,6 @@ async fn sign_in(s: &Server, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// `name=value` of the session cookie a response sets.
-fn session_of(r: &reqwest::Response) -> String {
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn the_outbound_request_is_built_from_scratch() {
     let up = TestUpstream::start().await;

@@ -261,7 +261,7 @@ async fn dashgate_over_tls_in_front_of_a_plain_upstream() {
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("; Secure"), "{cookie}");
-    let session = cookie.split(';').next().unwrap().to_string();
+    let session = cookie_pair(&cookie);
     let r = c
         .get(format!("{base}/"))
         .header("accept", "text/html")

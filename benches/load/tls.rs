@@ -130,14 +130,10 @@ async fn handshakes(addr: SocketAddr, tls: &TlsConnector, total: usize) -> Optio
     .await
 }
 
-/// One request of a loop of [`share`], on its state (a connection, or what
-/// opens one), with the `Authorization` line: whether it succeeded.
-type Step<S> = dyn for<'a> Fn(&'a mut S, &'a str) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>
-    + Send
-    + Sync;
-
 /// A loop per state in `states`, together making `total` requests with
 /// `step` (bounded by [`LIMIT`]): requests/s, or `None` if one failed.
+/// `step` makes one request on its loop's state (a connection, or what
+/// opens one) with the `Authorization` line, and says whether it succeeded.
 async fn share<S, F>(total: usize, states: Vec<S>, step: F) -> Option<f64>
 where
     S: Send + 'static,
@@ -147,7 +143,7 @@ where
         + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
-    let step: Arc<Step<S>> = Arc::new(step);
+    let step = Arc::new(step);
     let start = Instant::now();
     let deadline = start + LIMIT;
     let tasks: Vec<_> = states

@@ -400,6 +400,16 @@ pub fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
+/// The `name=value` pair of a `Set-Cookie` line (what a client sends back).
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+/// The `name=value` pair of the cookie a response sets.
+pub fn session_of(r: &reqwest::Response) -> String {
+    cookie_pair(r.headers()["set-cookie"].to_str().unwrap())
+}
+
 /// Write `text` to a fresh policy file in a temp dir kept alive by the caller.
 pub fn policy_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
